@@ -1,0 +1,524 @@
+//! The configuration schema: one set of serde types for both TOML and the seed's YAML.
+//!
+//! Every struct denies unknown keys. Defaults live here, beside the field they belong
+//! to, so `docs/configuration.md` and the code read the same. Range and consistency
+//! checks are not here: they are in [`super::validate`], which collects every problem.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The whole server configuration.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Config {
+    /// How frames from all cameras are packed into batches.
+    pub scheduler: SchedulerConfig,
+    /// Which inference backend runs the batches.
+    pub engine: EngineConfig,
+    /// Where events go.
+    pub publishers: PublishersConfig,
+    /// How the server stops.
+    pub shutdown: ShutdownConfig,
+    /// Cameras by id, in id order.
+    pub cameras: BTreeMap<String, CameraConfig>,
+}
+
+impl Config {
+    /// The cameras that are enabled, in id order.
+    pub fn enabled_cameras(&self) -> impl Iterator<Item = (&String, &CameraConfig)> {
+        self.cameras.iter().filter(|(_, c)| c.enabled)
+    }
+}
+
+/// `[scheduler]`: dynamic batching across cameras (DESIGN §3a).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    /// Largest batch handed to an engine.
+    pub max_batch_size: u32,
+    /// Batch size worth waiting for (at most `max_queue_delay_ms`).
+    pub preferred_batch_size: u32,
+    /// Longest time the oldest queued frame waits for a fuller batch.
+    pub max_queue_delay_ms: u64,
+    /// Frames older than this are dropped (reason `stale`) rather than run late.
+    pub max_staleness_ms: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_size: 8,
+            preferred_batch_size: 4,
+            max_queue_delay_ms: 50,
+            max_staleness_ms: 2000,
+        }
+    }
+}
+
+/// `[engine]`: the inference backend.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Which backend to use; `auto` picks the GPU when usable.
+    pub backend: Backend,
+}
+
+/// Inference backends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The GPU when one is usable, the CPU otherwise (and the log says why).
+    #[default]
+    Auto,
+    /// ONNX Runtime on the CPU.
+    Cpu,
+    /// ONNX Runtime with CUDA; a start-up error without a usable GPU.
+    Cuda,
+    /// Native TensorRT plans; a start-up error without a usable GPU.
+    Tensorrt,
+}
+
+/// `[shutdown]`: how long a signal may take to flush everything.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// Deadline for draining batches and flushing publishers after a signal.
+    pub deadline_ms: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            deadline_ms: 10_000,
+        }
+    }
+}
+
+/// `[publishers]`: each sink is off unless its table is present (and not disabled).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishersConfig {
+    /// Local JSONL events and snapshot files.
+    pub local: Option<LocalPublisherConfig>,
+    /// Kinesis Data Streams.
+    pub kds: Option<KdsPublisherConfig>,
+    /// S3 snapshots.
+    pub s3: Option<S3PublisherConfig>,
+    /// DynamoDB event items.
+    pub ddb: Option<DdbPublisherConfig>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[publishers.local]`: `events.jsonl` and `snapshots/` under `dir`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalPublisherConfig {
+    /// On when the table is present, unless set to false.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Output directory.
+    #[serde(default = "default_local_dir")]
+    pub dir: PathBuf,
+}
+
+fn default_local_dir() -> PathBuf {
+    PathBuf::from("output")
+}
+
+/// `[publishers.kds]`: Kinesis Data Streams `PutRecords`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KdsPublisherConfig {
+    /// On when the table is present, unless set to false.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// AWS region; the standard AWS chain when absent.
+    pub region: Option<String>,
+    /// Target stream.
+    pub stream_name: String,
+    /// Records per `PutRecords` call (1..=500).
+    #[serde(default = "default_kds_batch_size")]
+    pub batch_size: u32,
+    /// Quick retries per attempt.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// First backoff step; doubles per retry, with jitter.
+    #[serde(default = "default_base_backoff_ms")]
+    pub base_backoff_ms: u64,
+    /// Endpoint override for a local emulator.
+    pub endpoint_url: Option<String>,
+}
+
+fn default_kds_batch_size() -> u32 {
+    500
+}
+fn default_max_retries() -> u32 {
+    3
+}
+fn default_base_backoff_ms() -> u64 {
+    100
+}
+
+/// `[publishers.s3]`: JPEG snapshots with boxes drawn.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3PublisherConfig {
+    /// On when the table is present, unless set to false.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// AWS region; the standard AWS chain when absent.
+    pub region: Option<String>,
+    /// Target bucket.
+    pub bucket: String,
+    /// Key prefix.
+    #[serde(default = "default_s3_prefix")]
+    pub prefix: String,
+    /// JPEG quality (1..=100).
+    #[serde(default = "default_jpeg_quality")]
+    pub jpeg_quality: u8,
+    /// Save a snapshot for each frame with events.
+    #[serde(default = "yes")]
+    pub save_snapshots: bool,
+    /// Endpoint override for a local emulator (path-style addressing).
+    pub endpoint_url: Option<String>,
+}
+
+fn default_s3_prefix() -> String {
+    "snapshots".to_owned()
+}
+fn default_jpeg_quality() -> u8 {
+    90
+}
+
+/// `[publishers.ddb]`: DynamoDB `BatchWriteItem`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DdbPublisherConfig {
+    /// On when the table is present, unless set to false.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// AWS region; the standard AWS chain when absent.
+    pub region: Option<String>,
+    /// Target table.
+    pub table_name: String,
+    /// Items expire this many days after they are written.
+    #[serde(default = "default_ttl_days")]
+    pub ttl_days: u32,
+    /// Endpoint override for a local emulator.
+    pub endpoint_url: Option<String>,
+}
+
+fn default_ttl_days() -> u32 {
+    30
+}
+
+/// `[cameras.<id>]`: one camera, its source and its detectors.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    /// On unless set to false; a disabled camera needs no source.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Frames per second handed to the detectors (evenly spaced).
+    #[serde(default = "default_fps_target")]
+    pub fps_target: f64,
+    /// Kinesis Video Streams source.
+    pub kvs: Option<KvsSourceConfig>,
+    /// File source (MP4, MKV, MPEG-TS).
+    pub file: Option<FileSourceConfig>,
+    /// RTSP source.
+    pub rtsp: Option<RtspSourceConfig>,
+    /// Generated frames, for load tests.
+    pub synthetic: Option<SyntheticSourceConfig>,
+    /// Detectors; parsed one by one by the loader so each error keeps its own path.
+    #[serde(skip)]
+    pub detectors: Vec<DetectorConfig>,
+}
+
+fn default_fps_target() -> f64 {
+    5.0
+}
+
+/// The source a camera reads, once validation has checked there is exactly one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SourceRef<'a> {
+    /// Kinesis Video Streams.
+    Kvs(&'a KvsSourceConfig),
+    /// A file.
+    File(&'a FileSourceConfig),
+    /// RTSP.
+    Rtsp(&'a RtspSourceConfig),
+    /// Synthetic frames.
+    Synthetic(&'a SyntheticSourceConfig),
+}
+
+impl CameraConfig {
+    /// Every source table present, in a fixed order.
+    pub fn sources(&self) -> Vec<SourceRef<'_>> {
+        let mut out = Vec::with_capacity(1);
+        if let Some(s) = &self.kvs {
+            out.push(SourceRef::Kvs(s));
+        }
+        if let Some(s) = &self.file {
+            out.push(SourceRef::File(s));
+        }
+        if let Some(s) = &self.rtsp {
+            out.push(SourceRef::Rtsp(s));
+        }
+        if let Some(s) = &self.synthetic {
+            out.push(SourceRef::Synthetic(s));
+        }
+        out
+    }
+
+    /// The camera's one source, if it has exactly one.
+    pub fn source(&self) -> Option<SourceRef<'_>> {
+        match self.sources().as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        }
+    }
+}
+
+impl SourceRef<'_> {
+    /// The source's table name in the config.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceRef::Kvs(_) => "kvs",
+            SourceRef::File(_) => "file",
+            SourceRef::Rtsp(_) => "rtsp",
+            SourceRef::Synthetic(_) => "synthetic",
+        }
+    }
+}
+
+/// `[cameras.<id>.kvs]`: a Kinesis Video stream.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvsSourceConfig {
+    /// Stream name.
+    pub stream_name: String,
+    /// AWS region; the standard AWS chain when absent.
+    pub region: Option<String>,
+    /// Where playback starts.
+    #[serde(default)]
+    pub start_fragment_mode: StartFragmentMode,
+    /// Reconnect attempts before the camera is marked failed; unlimited when absent.
+    pub max_retries: Option<u32>,
+    /// First reconnect delay; doubles per failure, with jitter.
+    #[serde(default = "default_retry_delay_sec")]
+    pub retry_delay_sec: f64,
+    /// Endpoint override for the KVS control plane.
+    pub endpoint_url: Option<String>,
+}
+
+fn default_retry_delay_sec() -> f64 {
+    5.0
+}
+
+/// Where KVS playback starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StartFragmentMode {
+    /// Live, from the newest fragment.
+    #[default]
+    Now,
+    /// From the oldest retained fragment.
+    Earliest,
+}
+
+/// `[cameras.<id>.file]`: a video file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceConfig {
+    /// MP4, MKV or MPEG-TS file.
+    pub path: PathBuf,
+    /// Restart at the end.
+    #[serde(default, rename = "loop")]
+    pub loop_: bool,
+    /// Pace at the clip's frame rate (a live camera); false reads as fast as downstream takes.
+    #[serde(default = "yes")]
+    pub realtime: bool,
+}
+
+/// `[cameras.<id>.rtsp]`: an RTSP camera.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtspSourceConfig {
+    /// `rtsp://` or `rtsps://` URL, credentials allowed.
+    pub url: String,
+}
+
+/// `[cameras.<id>.synthetic]`: generated frames for load tests.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticSourceConfig {
+    /// Frame width in pixels.
+    #[serde(default = "default_synthetic_width")]
+    pub width: u32,
+    /// Frame height in pixels.
+    #[serde(default = "default_synthetic_height")]
+    pub height: u32,
+    /// Frames per second generated.
+    #[serde(default = "default_synthetic_fps")]
+    pub fps: f64,
+}
+
+fn default_synthetic_width() -> u32 {
+    1280
+}
+fn default_synthetic_height() -> u32 {
+    720
+}
+fn default_synthetic_fps() -> f64 {
+    25.0
+}
+
+/// One `[[cameras.<id>.detectors]]` entry: `type` picks the params' shape.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DetectorConfig {
+    /// Weapons, with temporal confirmation.
+    Weapon(WeaponParams),
+    /// Fire and smoke.
+    FireSmoke(FireSmokeParams),
+    /// License plates: detector, then OCR.
+    Alpr(AlprParams),
+    /// Any YOLO model.
+    Yolo(YoloParams),
+}
+
+impl DetectorConfig {
+    /// Every detector type name accepted in `type`.
+    pub const TYPES: [&'static str; 4] = ["weapon", "fire_smoke", "alpr", "yolo"];
+
+    /// The `type` name of this detector.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            DetectorConfig::Weapon(_) => "weapon",
+            DetectorConfig::FireSmoke(_) => "fire_smoke",
+            DetectorConfig::Alpr(_) => "alpr",
+            DetectorConfig::Yolo(_) => "yolo",
+        }
+    }
+
+    /// The event types this detector can emit (for metric labels).
+    pub fn event_types(&self) -> &'static [&'static str] {
+        match self {
+            DetectorConfig::Weapon(_) => &["weapon"],
+            DetectorConfig::FireSmoke(_) => &["fire", "smoke"],
+            DetectorConfig::Alpr(_) => &["alpr"],
+            DetectorConfig::Yolo(_) => &["yolo"],
+        }
+    }
+}
+
+/// `type = "weapon"` params.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeaponParams {
+    /// ONNX model.
+    pub model_path: PathBuf,
+    /// Minimum detection confidence (0..=1).
+    #[serde(default = "default_conf_threshold")]
+    pub conf_threshold: f64,
+    /// Class names (from the model's metadata) that count as weapons.
+    pub target_classes: Vec<String>,
+    /// M: how many recent processed frames are considered.
+    #[serde(default = "default_temporal_window")]
+    pub temporal_window: u32,
+    /// N: frames out of the last M that must contain a target.
+    #[serde(default = "default_confirmation_threshold")]
+    pub confirmation_threshold: u32,
+}
+
+fn default_conf_threshold() -> f64 {
+    0.5
+}
+fn default_temporal_window() -> u32 {
+    5
+}
+fn default_confirmation_threshold() -> u32 {
+    3
+}
+fn one() -> u32 {
+    1
+}
+
+/// `type = "fire_smoke"` params.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FireSmokeParams {
+    /// ONNX model (classes `fire` and `smoke`).
+    pub model_path: PathBuf,
+    /// Minimum confidence for `fire` (0..=1).
+    #[serde(default = "default_conf_threshold")]
+    pub fire_conf_threshold: f64,
+    /// Minimum confidence for `smoke` (0..=1).
+    #[serde(default = "default_conf_threshold")]
+    pub smoke_conf_threshold: f64,
+    /// M frames considered for confirmation (1 = no confirmation).
+    #[serde(default = "one")]
+    pub temporal_window: u32,
+    /// N frames of M needed.
+    #[serde(default = "one")]
+    pub confirmation_threshold: u32,
+}
+
+/// `type = "alpr"` params.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlprParams {
+    /// ONNX plate detector.
+    pub detector_model_path: PathBuf,
+    /// OCR engine for the second stage.
+    #[serde(default)]
+    pub ocr_engine: OcrEngine,
+    /// ONNX recogniser; the PP-OCR default when absent.
+    pub ocr_model_path: Option<PathBuf>,
+    /// Minimum plate confidence (0..=1).
+    #[serde(default = "default_conf_threshold")]
+    pub conf_threshold: f64,
+    /// Shorter plate texts are discarded.
+    #[serde(default = "default_min_text_length")]
+    pub min_text_length: u32,
+}
+
+fn default_min_text_length() -> u32 {
+    4
+}
+
+/// OCR engines for ALPR.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OcrEngine {
+    /// The PP-OCR recogniser as ONNX, CTC-decoded.
+    #[default]
+    Paddleocr,
+}
+
+/// `type = "yolo"` params.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct YoloParams {
+    /// ONNX model.
+    pub model_path: PathBuf,
+    /// Minimum detection confidence (0..=1).
+    #[serde(default = "default_yolo_conf_threshold")]
+    pub conf_threshold: f64,
+    /// IoU above which NMS suppresses a box (0..=1).
+    #[serde(default = "default_iou_threshold")]
+    pub iou_threshold: f64,
+    /// Only these class names make events; all classes when absent.
+    pub classes: Option<Vec<String>>,
+}
+
+fn default_yolo_conf_threshold() -> f64 {
+    0.25
+}
+fn default_iou_threshold() -> f64 {
+    0.45
+}

@@ -1,0 +1,581 @@
+//! Pure semantic validation: ranges, consistency and names, with every problem reported.
+//!
+//! No file, network or credential is touched here, so `check-config` gives the same
+//! answer on a laptop as on the production host. Whether model files exist is checked
+//! when the pipeline loads them.
+
+use std::path::Path;
+
+use super::error::{join_key, ConfigError};
+use super::schema::{
+    AlprParams, CameraConfig, Config, DetectorConfig, FireSmokeParams, PublishersConfig,
+    SchedulerConfig, SourceRef, WeaponParams, YoloParams,
+};
+
+/// Largest batch any engine is asked to run.
+pub const MAX_BATCH_SIZE_LIMIT: u32 = 1024;
+/// Records per Kinesis `PutRecords` call, the API's limit.
+pub const KDS_MAX_BATCH: u32 = 500;
+
+/// Every problem in `config`, in document order.
+pub fn validate(config: &Config) -> Vec<ConfigError> {
+    let mut v = Validator::default();
+    v.scheduler(&config.scheduler);
+    v.range_u64(
+        "shutdown.deadline_ms",
+        config.shutdown.deadline_ms,
+        100,
+        600_000,
+    );
+    v.publishers(&config.publishers);
+    for (id, camera) in &config.cameras {
+        v.camera(id, camera);
+    }
+    v.errors
+}
+
+/// Every problem in one detector's params, located under `path` (`….params`).
+pub(crate) fn validate_detector(path: &str, detector: &DetectorConfig) -> Vec<ConfigError> {
+    let mut v = Validator::default();
+    v.detector(path, detector);
+    v.errors
+}
+
+#[derive(Default)]
+struct Validator {
+    errors: Vec<ConfigError>,
+}
+
+impl Validator {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError::new(path, message));
+    }
+
+    fn scheduler(&mut self, s: &SchedulerConfig) {
+        self.range_u64(
+            "scheduler.max_batch_size",
+            s.max_batch_size.into(),
+            1,
+            MAX_BATCH_SIZE_LIMIT.into(),
+        );
+        if s.preferred_batch_size == 0 || s.preferred_batch_size > s.max_batch_size {
+            self.push(
+                "scheduler.preferred_batch_size",
+                format!(
+                    "{} is not in 1..=max_batch_size ({})",
+                    s.preferred_batch_size, s.max_batch_size
+                ),
+            );
+        }
+        self.range_u64(
+            "scheduler.max_staleness_ms",
+            s.max_staleness_ms,
+            1,
+            3_600_000,
+        );
+        if s.max_queue_delay_ms >= s.max_staleness_ms {
+            self.push(
+                "scheduler.max_queue_delay_ms",
+                format!(
+                    "{} must be less than max_staleness_ms ({}), or waiting frames go stale",
+                    s.max_queue_delay_ms, s.max_staleness_ms
+                ),
+            );
+        }
+    }
+
+    fn publishers(&mut self, p: &PublishersConfig) {
+        if let Some(local) = &p.local {
+            if local.dir.as_os_str().is_empty() {
+                self.push("publishers.local.dir", "must not be empty");
+            }
+        }
+        if let Some(kds) = &p.kds {
+            self.aws_name(
+                "publishers.kds.stream_name",
+                &kds.stream_name,
+                1,
+                128,
+                "letters, digits, '_', '-' and '.'",
+            );
+            self.range_u64(
+                "publishers.kds.batch_size",
+                kds.batch_size.into(),
+                1,
+                KDS_MAX_BATCH.into(),
+            );
+            self.range_u64("publishers.kds.max_retries", kds.max_retries.into(), 0, 100);
+            self.range_u64(
+                "publishers.kds.base_backoff_ms",
+                kds.base_backoff_ms,
+                1,
+                60_000,
+            );
+            self.region("publishers.kds.region", kds.region.as_deref());
+            self.endpoint("publishers.kds.endpoint_url", kds.endpoint_url.as_deref());
+        }
+        if let Some(s3) = &p.s3 {
+            self.bucket("publishers.s3.bucket", &s3.bucket);
+            self.range_u64("publishers.s3.jpeg_quality", s3.jpeg_quality.into(), 1, 100);
+            if s3.prefix.starts_with('/')
+                || s3.prefix.contains("//")
+                || s3.prefix.split('/').any(|seg| seg == ".." || seg == ".")
+            {
+                self.push(
+                    "publishers.s3.prefix",
+                    format!(
+                        "{:?} must be a relative key prefix without empty, '.' or '..' segments",
+                        s3.prefix
+                    ),
+                );
+            }
+            self.region("publishers.s3.region", s3.region.as_deref());
+            self.endpoint("publishers.s3.endpoint_url", s3.endpoint_url.as_deref());
+        }
+        if let Some(ddb) = &p.ddb {
+            self.aws_name(
+                "publishers.ddb.table_name",
+                &ddb.table_name,
+                3,
+                255,
+                "letters, digits, '_', '-' and '.'",
+            );
+            self.range_u64("publishers.ddb.ttl_days", ddb.ttl_days.into(), 1, 3650);
+            self.region("publishers.ddb.region", ddb.region.as_deref());
+            self.endpoint("publishers.ddb.endpoint_url", ddb.endpoint_url.as_deref());
+        }
+    }
+
+    fn camera(&mut self, id: &str, camera: &CameraConfig) {
+        let path = join_key("cameras", id);
+        if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
+            self.push(
+                &path,
+                "camera id must be 1 to 128 characters without control characters",
+            );
+        }
+        let sources = camera.sources();
+        if sources.len() > 1 {
+            let names: Vec<_> = sources.iter().map(SourceRef::kind).collect();
+            self.push(
+                &path,
+                format!(
+                    "has {} sources ({}); a camera reads exactly one",
+                    names.len(),
+                    names.join(", ")
+                ),
+            );
+        }
+        if camera.enabled {
+            if sources.is_empty() {
+                self.push(
+                    &path,
+                    "has no source; add one of the tables kvs, file, rtsp or synthetic",
+                );
+            }
+            if camera.detectors.is_empty() {
+                self.push(
+                    format!("{path}.detectors"),
+                    "an enabled camera needs at least one detector",
+                );
+            }
+        }
+        self.range_f64(
+            &format!("{path}.fps_target"),
+            camera.fps_target,
+            0.0,
+            120.0,
+            false,
+        );
+        for source in sources {
+            self.source(&format!("{path}.{}", source.kind()), source);
+        }
+        for (i, detector) in camera.detectors.iter().enumerate() {
+            self.detector(&format!("{path}.detectors[{i}].params"), detector);
+        }
+    }
+
+    fn source(&mut self, path: &str, source: SourceRef<'_>) {
+        match source {
+            SourceRef::Kvs(kvs) => {
+                self.aws_name(
+                    &format!("{path}.stream_name"),
+                    &kvs.stream_name,
+                    1,
+                    256,
+                    "letters, digits, '_', '-' and '.'",
+                );
+                self.range_f64(
+                    &format!("{path}.retry_delay_sec"),
+                    kvs.retry_delay_sec,
+                    0.0,
+                    3600.0,
+                    false,
+                );
+                self.region(&format!("{path}.region"), kvs.region.as_deref());
+                self.endpoint(&format!("{path}.endpoint_url"), kvs.endpoint_url.as_deref());
+            }
+            SourceRef::File(file) => {
+                if file.path.as_os_str().is_empty() {
+                    self.push(format!("{path}.path"), "must not be empty");
+                }
+            }
+            SourceRef::Rtsp(rtsp) => {
+                let rest = rtsp
+                    .url
+                    .strip_prefix("rtsp://")
+                    .or_else(|| rtsp.url.strip_prefix("rtsps://"));
+                let host = rest.and_then(|r| r.rsplit('@').next()).unwrap_or("");
+                if host.is_empty() || host.starts_with('/') || host.starts_with(':') {
+                    self.push(
+                        format!("{path}.url"),
+                        "must be an rtsp:// or rtsps:// URL with a host",
+                    );
+                }
+            }
+            SourceRef::Synthetic(s) => {
+                for (name, value) in [("width", s.width), ("height", s.height)] {
+                    if !(16..=8192).contains(&value) || value % 2 != 0 {
+                        self.push(
+                            format!("{path}.{name}"),
+                            format!("{value} is not an even number in 16..=8192"),
+                        );
+                    }
+                }
+                self.range_f64(&format!("{path}.fps"), s.fps, 0.0, 240.0, false);
+            }
+        }
+    }
+
+    fn detector(&mut self, path: &str, detector: &DetectorConfig) {
+        match detector {
+            DetectorConfig::Weapon(WeaponParams {
+                model_path,
+                conf_threshold,
+                target_classes,
+                temporal_window,
+                confirmation_threshold,
+            }) => {
+                self.model(&format!("{path}.model_path"), model_path);
+                self.unit(&format!("{path}.conf_threshold"), *conf_threshold);
+                if target_classes.is_empty() {
+                    self.push(
+                        format!("{path}.target_classes"),
+                        "must name at least one class",
+                    );
+                }
+                self.class_names(&format!("{path}.target_classes"), target_classes);
+                self.confirmation(path, *temporal_window, *confirmation_threshold);
+            }
+            DetectorConfig::FireSmoke(FireSmokeParams {
+                model_path,
+                fire_conf_threshold,
+                smoke_conf_threshold,
+                temporal_window,
+                confirmation_threshold,
+            }) => {
+                self.model(&format!("{path}.model_path"), model_path);
+                self.unit(&format!("{path}.fire_conf_threshold"), *fire_conf_threshold);
+                self.unit(
+                    &format!("{path}.smoke_conf_threshold"),
+                    *smoke_conf_threshold,
+                );
+                self.confirmation(path, *temporal_window, *confirmation_threshold);
+            }
+            DetectorConfig::Alpr(AlprParams {
+                detector_model_path,
+                ocr_engine: _,
+                ocr_model_path,
+                conf_threshold,
+                min_text_length,
+            }) => {
+                self.model(&format!("{path}.detector_model_path"), detector_model_path);
+                if let Some(ocr) = ocr_model_path {
+                    self.model(&format!("{path}.ocr_model_path"), ocr);
+                }
+                self.unit(&format!("{path}.conf_threshold"), *conf_threshold);
+                self.range_u64(
+                    &format!("{path}.min_text_length"),
+                    (*min_text_length).into(),
+                    1,
+                    20,
+                );
+            }
+            DetectorConfig::Yolo(YoloParams {
+                model_path,
+                conf_threshold,
+                iou_threshold,
+                classes,
+            }) => {
+                self.model(&format!("{path}.model_path"), model_path);
+                self.unit(&format!("{path}.conf_threshold"), *conf_threshold);
+                self.unit(&format!("{path}.iou_threshold"), *iou_threshold);
+                if let Some(classes) = classes {
+                    if classes.is_empty() {
+                        self.push(
+                            format!("{path}.classes"),
+                            "must name at least one class, or be left out for all classes",
+                        );
+                    }
+                    self.class_names(&format!("{path}.classes"), classes);
+                }
+            }
+        }
+    }
+
+    fn confirmation(&mut self, path: &str, window: u32, threshold: u32) {
+        self.range_u64(&format!("{path}.temporal_window"), window.into(), 1, 1000);
+        if threshold == 0 || threshold > window {
+            self.push(
+                format!("{path}.confirmation_threshold"),
+                format!("{threshold} is not in 1..=temporal_window ({window})"),
+            );
+        }
+    }
+
+    fn class_names(&mut self, path: &str, names: &[String]) {
+        for (i, name) in names.iter().enumerate() {
+            if name.trim().is_empty() {
+                self.push(format!("{path}[{i}]"), "class name must not be empty");
+            }
+        }
+    }
+
+    /// Models are ONNX; a PyTorch checkpoint gets the export command.
+    fn model(&mut self, path: &str, model: &Path) {
+        let ext = model
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("onnx") => {}
+            Some("pt") | Some("pth") => self.push(
+                path,
+                format!(
+                    "{} is a PyTorch checkpoint; kvs-infer loads ONNX. Export it with \
+                     `yolo export model={} format=onnx dynamic=True` and point this at the .onnx file",
+                    model.display(),
+                    model.display()
+                ),
+            ),
+            _ => self.push(
+                path,
+                format!("{} is not an ONNX model (expected a .onnx file)", model.display()),
+            ),
+        }
+    }
+
+    fn unit(&mut self, path: &str, value: f64) {
+        if !(0.0..=1.0).contains(&value) {
+            self.push(path, format!("{value} is not in 0..=1"));
+        }
+    }
+
+    fn range_u64(&mut self, path: &str, value: u64, min: u64, max: u64) {
+        if !(min..=max).contains(&value) {
+            self.push(path, format!("{value} is not in {min}..={max}"));
+        }
+    }
+
+    /// `value` must be finite and in (min, max] (`min_inclusive = false`) or [min, max].
+    fn range_f64(&mut self, path: &str, value: f64, min: f64, max: f64, min_inclusive: bool) {
+        let above_min = if min_inclusive {
+            value >= min
+        } else {
+            value > min
+        };
+        if !value.is_finite() || !above_min || value > max {
+            let open = if min_inclusive { "" } else { " (exclusive)" };
+            self.push(path, format!("{value} is not in {min}{open}..={max}"));
+        }
+    }
+
+    fn aws_name(&mut self, path: &str, name: &str, min: usize, max: usize, allowed: &str) {
+        let ok = (min..=max).contains(&name.len())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !ok {
+            self.push(
+                path,
+                format!("{name:?} must be {min} to {max} characters: {allowed}"),
+            );
+        }
+    }
+
+    fn bucket(&mut self, path: &str, bucket: &str) {
+        let ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+            && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !ok {
+            self.push(
+                path,
+                format!(
+                    "{bucket:?} is not a valid S3 bucket name (3 to 63 lowercase letters, \
+                     digits, '.' and '-', starting and ending with a letter or digit)"
+                ),
+            );
+        }
+    }
+
+    fn region(&mut self, path: &str, region: Option<&str>) {
+        let Some(region) = region else { return };
+        let ok = !region.is_empty()
+            && region.len() <= 32
+            && region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && region.contains('-');
+        if !ok {
+            self.push(
+                path,
+                format!("{region:?} is not an AWS region name (like us-east-1)"),
+            );
+        }
+    }
+
+    fn endpoint(&mut self, path: &str, url: Option<&str>) {
+        let Some(url) = url else { return };
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"));
+        if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+            self.push(path, format!("{url:?} must be an http:// or https:// URL"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{parse_str, Format};
+
+    fn errors(text: &str) -> Vec<String> {
+        parse_str(text, Format::Toml)
+            .expect_err("config should be invalid")
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    const CAMERA: &str = r#"
+        [cameras.camera_1.file]
+        path = "clip.mp4"
+        [[cameras.camera_1.detectors]]
+        type = "weapon"
+    "#;
+
+    #[test]
+    fn threshold_out_of_range_names_the_exact_path() {
+        let text = format!(
+            "{CAMERA}params = {{ model_path = \"w.onnx\", target_classes = [\"knife\"], conf_threshold = 1.5 }}"
+        );
+        assert_eq!(
+            errors(&text),
+            ["cameras.camera_1.detectors[0].params.conf_threshold: 1.5 is not in 0..=1"]
+        );
+    }
+
+    #[test]
+    fn pytorch_checkpoints_get_the_export_command() {
+        let text = format!(
+            "{CAMERA}params = {{ model_path = \"models/w.pt\", target_classes = [\"gun\"] }}"
+        );
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1);
+        assert!(
+            errs[0].contains("yolo export model=models/w.pt format=onnx dynamic=True"),
+            "{}",
+            errs[0]
+        );
+    }
+
+    #[test]
+    fn confirmation_must_fit_in_the_window() {
+        let text = format!(
+            "{CAMERA}params = {{ model_path = \"w.onnx\", target_classes = [\"gun\"], temporal_window = 3, confirmation_threshold = 4 }}"
+        );
+        assert_eq!(
+            errors(&text),
+            ["cameras.camera_1.detectors[0].params.confirmation_threshold: 4 is not in 1..=temporal_window (3)"]
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_not_just_the_first() {
+        let text = r#"
+            [scheduler]
+            max_batch_size = 4
+            preferred_batch_size = 8
+            [publishers.kds]
+            stream_name = "events"
+            batch_size = 501
+            endpoint_url = "localhost:4566"
+            [publishers.s3]
+            bucket = "Bad_Bucket"
+            [cameras.a]
+            fps_target = 0
+            [[cameras.a.detectors]]
+            type = "yolo"
+            params = { model_path = "m.onnx", iou_threshold = -0.1 }
+            [cameras.b.file]
+            path = "x.mp4"
+            [cameras.b.rtsp]
+            url = "http://cam"
+        "#;
+        let errs = errors(text);
+        let expected = [
+            "scheduler.preferred_batch_size: 8 is not in 1..=max_batch_size (4)",
+            "publishers.kds.batch_size: 501 is not in 1..=500",
+            "publishers.kds.endpoint_url: \"localhost:4566\" must be an http:// or https:// URL",
+            "publishers.s3.bucket: \"Bad_Bucket\" is not a valid S3 bucket name",
+            "cameras.a: has no source",
+            "cameras.a.fps_target: 0 is not in 0 (exclusive)..=120",
+            "cameras.a.detectors[0].params.iou_threshold: -0.1 is not in 0..=1",
+            "cameras.b: has 2 sources (file, rtsp)",
+            "cameras.b.detectors: an enabled camera needs at least one detector",
+            "cameras.b.rtsp.url: must be an rtsp:// or rtsps:// URL with a host",
+        ];
+        for want in expected {
+            assert!(
+                errs.iter().any(|e| e.starts_with(want)),
+                "missing {want:?} in {errs:#?}"
+            );
+        }
+        assert_eq!(errs.len(), expected.len(), "{errs:#?}");
+    }
+
+    #[test]
+    fn disabled_cameras_need_no_source_and_no_camera_is_fine() {
+        let c = parse_str("[cameras.off]\nenabled = false\n", Format::Toml).unwrap();
+        assert_eq!(c.enabled_cameras().count(), 0);
+    }
+
+    #[test]
+    fn queue_delay_must_stay_below_staleness() {
+        let errs = errors("[scheduler]\nmax_queue_delay_ms = 500\nmax_staleness_ms = 500\n");
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].starts_with("scheduler.max_queue_delay_ms: 500 must be less"));
+    }
+
+    #[test]
+    fn s3_prefix_cannot_escape() {
+        let errs = errors("[publishers.s3]\nbucket = \"ok-bucket\"\nprefix = \"a/../b\"\n");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].starts_with("publishers.s3.prefix"));
+    }
+
+    #[test]
+    fn rtsp_urls_with_credentials_are_accepted() {
+        let text = r#"
+            [cameras.r.rtsp]
+            url = "rtsp://user:p@ss@10.0.0.5:554/stream1"
+            [[cameras.r.detectors]]
+            type = "yolo"
+            params = { model_path = "m.onnx" }
+        "#;
+        parse_str(text, Format::Toml).unwrap();
+    }
+}

@@ -1,0 +1,152 @@
+//! The `kvs-infer` binary: parses the command line, sets up logging, loads the config and
+//! hands over to [`kvs_infer::pipeline::run`]. Errors become one-line messages and exit
+//! codes here, and nowhere else: 0 success, 2 bad usage/config/start-up, 1 runtime failure.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use clap::Parser;
+use kvs_infer::cli::{Cli, Command};
+use kvs_infer::config::{self, Config, ConfigError, LoadError};
+use kvs_infer::pipeline::{self, Options, RunError, StartError};
+use kvs_infer::telemetry::{init_logging, LogLevel};
+use kvs_infer::{shutdown, VERSION};
+
+const EXIT_USAGE: u8 = 2;
+const EXIT_RUNTIME: u8 = 1;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_exit(&e),
+    };
+    match cli.command {
+        Some(Command::CheckConfig { ref config }) => check_config(config),
+        None => serve(cli),
+    }
+}
+
+/// Help and version print as clap formats them; every other parse error is one line.
+fn clap_exit(e: &clap::Error) -> ExitCode {
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("kvs-infer: error: {first} (see kvs-infer --help)");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn check_config(path: &Path) -> ExitCode {
+    match config::load_file(path) {
+        Ok(config) => {
+            let enabled = config.enabled_cameras().count();
+            println!(
+                "{}: valid ({} camera(s), {} enabled)",
+                path.display(),
+                config.cameras.len(),
+                enabled
+            );
+            for note in pipeline::unsupported(&config) {
+                println!("note: {note}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            print_load_error(&e);
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn print_load_error(e: &LoadError) {
+    eprintln!("kvs-infer: error: {e}");
+    if let LoadError::Invalid { errors, .. } = e {
+        print_problems(errors);
+    }
+}
+
+fn print_problems(errors: &[ConfigError]) {
+    for problem in errors {
+        eprintln!("  {problem}");
+    }
+}
+
+fn serve(cli: Cli) -> ExitCode {
+    let level = match LogLevel::from_env() {
+        Ok(level) => level,
+        Err(e) => {
+            eprintln!("kvs-infer: error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let config: Config = match &cli.config {
+        Some(path) => match config::load_file(path) {
+            Ok(c) => c,
+            Err(e) => {
+                print_load_error(&e);
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+        None => match config::embedded_default() {
+            Ok(c) => c,
+            Err(errors) => {
+                eprintln!("kvs-infer: error: the embedded demo config is invalid");
+                print_problems(&errors);
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+    };
+    init_logging(level);
+    tracing::info!(
+        version = VERSION,
+        config = %cli.config.as_deref().map_or("<embedded demo>".into(), |p| p.display().to_string()),
+        "Starting kvs-infer."
+    );
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("kvs-infer")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kvs-infer: error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    let options = Options {
+        http_addr: cli.http,
+    };
+    let result = runtime.block_on(async move {
+        let token = shutdown::install().map_err(|e| {
+            RunError::Http(std::io::Error::other(format!(
+                "cannot install signal handlers: {e}"
+            )))
+        })?;
+        pipeline::run(config, options, token).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(RunError::Start(e)) => {
+            tracing::error!(error = %e, "Start-up failed.");
+            eprintln!("kvs-infer: error: {e}");
+            if let StartError::Unsupported(problems) = &e {
+                print_problems(problems);
+            }
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "Server failed.");
+            eprintln!("kvs-infer: error: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! The local sink: one JSON line per event appended to `<dir>/events.jsonl`.
+//!
+//! Events go through a bounded queue to a writer on a blocking thread, so a slow disk
+//! never blocks a camera. A write that fails is retried with backoff, counted in
+//! `publisher_failures_total{sink="local"}`, and given up (counted) after a few tries.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{Event, PublishError, Publisher, PublisherReport};
+use crate::telemetry::SinkMetrics;
+use crate::BoxFuture;
+
+const SINK: &str = "local";
+/// Events the queue holds before the oldest are refused.
+pub const LOCAL_QUEUE_CAPACITY: usize = 4096;
+const WRITE_ATTEMPTS: u32 = 3;
+const RETRY_DELAY: Duration = Duration::from_millis(50);
+
+#[derive(Default)]
+struct Counts {
+    published: AtomicU64,
+    failed: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// Appends events as JSON lines under a directory.
+pub struct LocalPublisher {
+    tx: Mutex<Option<mpsc::Sender<Arc<Event>>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    counts: Arc<Counts>,
+    metrics: SinkMetrics,
+    events_path: PathBuf,
+}
+
+impl LocalPublisher {
+    /// Creates `dir` (and `dir/snapshots`) and opens `events.jsonl` for appending.
+    /// Must be called inside a tokio runtime.
+    pub fn open(dir: &Path, metrics: SinkMetrics) -> io::Result<Self> {
+        fs::create_dir_all(dir.join("snapshots"))?;
+        let events_path = dir.join("events.jsonl");
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&events_path)?;
+        let (tx, rx) = mpsc::channel(LOCAL_QUEUE_CAPACITY);
+        let counts = Arc::new(Counts::default());
+        let writer = {
+            let counts = counts.clone();
+            let metrics = metrics.clone();
+            tokio::task::spawn_blocking(move || write_loop(rx, file, &counts, &metrics))
+        };
+        Ok(Self {
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            counts,
+            metrics,
+            events_path,
+        })
+    }
+
+    /// The file events are appended to.
+    pub fn events_path(&self) -> &Path {
+        &self.events_path
+    }
+
+    fn report(&self) -> PublisherReport {
+        PublisherReport {
+            published: self.counts.published.load(Ordering::Relaxed),
+            failed: self.counts.failed.load(Ordering::Relaxed),
+            dropped: self.counts.dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn write_loop(
+    mut rx: mpsc::Receiver<Arc<Event>>,
+    file: File,
+    counts: &Counts,
+    metrics: &SinkMetrics,
+) {
+    let mut out = BufWriter::new(file);
+    while let Some(first) = rx.blocking_recv() {
+        // Take whatever else is queued, write it as one batch, then flush once.
+        let mut batch = vec![first];
+        while let Ok(next) = rx.try_recv() {
+            batch.push(next);
+        }
+        let mut lines = Vec::with_capacity(batch.len() * 256);
+        for event in &batch {
+            // Serializing our own struct cannot fail; a failure would be a bug worth a log.
+            match serde_json::to_writer(&mut lines, event.as_ref()) {
+                Ok(()) => lines.push(b'\n'),
+                Err(e) => {
+                    tracing::error!(event_id = %event.event_id, error = %e, "Event could not be serialized.")
+                }
+            }
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match out.write_all(&lines).and_then(|()| out.flush()) {
+                Ok(()) => {
+                    counts
+                        .published
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    break;
+                }
+                Err(e) => {
+                    counts.failed.fetch_add(1, Ordering::Relaxed);
+                    metrics.failures(1);
+                    tracing::warn!(sink = SINK, attempt, error = %e, "Writing events failed.");
+                    if attempt >= WRITE_ATTEMPTS {
+                        counts
+                            .dropped
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        tracing::error!(
+                            sink = SINK,
+                            events = batch.len(),
+                            "Events given up after retries."
+                        );
+                        // Discard what was buffered for this batch; the next may succeed.
+                        let (file, _unwritten) = out.into_parts();
+                        out = BufWriter::new(file);
+                        break;
+                    }
+                    std::thread::sleep(RETRY_DELAY * attempt);
+                }
+            }
+        }
+    }
+}
+
+impl Publisher for LocalPublisher {
+    fn name(&self) -> &'static str {
+        SINK
+    }
+
+    fn publish(&self, event: Arc<Event>) -> Result<(), PublishError> {
+        let guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(tx) = guard.as_ref() else {
+            return Err(PublishError::Closed { sink: SINK });
+        };
+        tx.try_send(event).map_err(|e| {
+            let event = match e {
+                mpsc::error::TrySendError::Full(ev) | mpsc::error::TrySendError::Closed(ev) => ev,
+            };
+            self.counts.dropped.fetch_add(1, Ordering::Relaxed);
+            self.metrics.failures(1);
+            PublishError::QueueFull {
+                sink: SINK,
+                event_id: event.event_id.clone(),
+            }
+        })
+    }
+
+    fn close(&self, deadline: Instant) -> BoxFuture<'_, PublisherReport> {
+        Box::pin(async move {
+            // Dropping the sender lets the writer drain the queue and finish.
+            drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
+            let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(writer) = writer {
+                let timeout = deadline.saturating_duration_since(Instant::now());
+                if tokio::time::timeout(timeout, writer).await.is_err() {
+                    tracing::error!(
+                        sink = SINK,
+                        "Flush deadline passed with events still queued."
+                    );
+                }
+            }
+            self.report()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::publish::event::sample;
+    use crate::telemetry::Telemetry;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("kvs-infer-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[tokio::test]
+    async fn events_are_appended_as_json_lines_and_flushed_on_close() {
+        let dir = temp_dir("local-append");
+        let telemetry = Telemetry::new().unwrap();
+        let publisher = LocalPublisher::open(&dir, telemetry.metrics().sink(SINK)).unwrap();
+        for n in 0..100 {
+            publisher.publish(Arc::new(sample("cam", n))).unwrap();
+        }
+        let report = publisher
+            .close(Instant::now() + Duration::from_secs(5))
+            .await;
+        assert_eq!(
+            report,
+            PublisherReport {
+                published: 100,
+                failed: 0,
+                dropped: 0
+            }
+        );
+        let text = fs::read_to_string(dir.join("events.jsonl")).unwrap();
+        let events: Vec<Event> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(events.len(), 100);
+        assert_eq!(events[42], sample("cam", 42));
+        assert!(dir.join("snapshots").is_dir());
+        assert!(matches!(
+            publisher.publish(Arc::new(sample("cam", 101))),
+            Err(PublishError::Closed { .. })
+        ));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn reopening_appends_rather_than_truncates() {
+        let dir = temp_dir("local-reopen");
+        let telemetry = Telemetry::new().unwrap();
+        for round in 0..2 {
+            let p = LocalPublisher::open(&dir, telemetry.metrics().sink(SINK)).unwrap();
+            p.publish(Arc::new(sample("cam", round))).unwrap();
+            p.close(Instant::now() + Duration::from_secs(5)).await;
+        }
+        let text = fs::read_to_string(dir.join("events.jsonl")).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

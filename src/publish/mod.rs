@@ -1,0 +1,57 @@
+//! Publish: events fan out to sinks. Each [`Publisher`] has a bounded queue, batches,
+//! retries with backoff, counts `publisher_failures_total{sink}`, never blocks a camera,
+//! and flushes on shutdown. The local sink (JSONL) is here; Kinesis Data Streams, S3 and
+//! DynamoDB arrive with the AWS publishers issue.
+
+mod event;
+mod local;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use event::{Event, EventDetection, Plate, EVENT_SCHEMA};
+pub use local::LocalPublisher;
+
+use crate::BoxFuture;
+
+/// Why an event was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The sink's queue is full; the event was dropped and counted.
+    #[error("{sink} queue full; event {event_id} dropped")]
+    QueueFull {
+        /// The sink.
+        sink: &'static str,
+        /// The dropped event.
+        event_id: String,
+    },
+    /// The sink has been flushed and closed.
+    #[error("{sink} is closed")]
+    Closed {
+        /// The sink.
+        sink: &'static str,
+    },
+}
+
+/// A sink's final figures, logged at shutdown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PublisherReport {
+    /// Events delivered.
+    pub published: u64,
+    /// Failed attempts (each counted in `publisher_failures_total`).
+    pub failed: u64,
+    /// Events given up (queue overflow, or still queued at the deadline).
+    pub dropped: u64,
+}
+
+/// The seam between detectors and a sink.
+pub trait Publisher: Send + Sync {
+    /// The sink's short name (`local`, `kds`, `s3`, `ddb`), the metric label.
+    fn name(&self) -> &'static str;
+
+    /// Queues an event without waiting; never blocks the camera that calls it.
+    fn publish(&self, event: Arc<Event>) -> Result<(), PublishError>;
+
+    /// Stops accepting events, delivers what is queued before `deadline`, and reports.
+    fn close(&self, deadline: Instant) -> BoxFuture<'_, PublisherReport>;
+}
