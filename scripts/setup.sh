@@ -1,30 +1,73 @@
 #!/usr/bin/env bash
-# Installs what building and testing kvs-infer needs on a fresh Debian machine with Rust.
-# Idempotent: each step checks first and does nothing when its part is already there.
+# Installs what building, running and testing kvs-infer needs on a fresh Debian machine
+# with Rust. Idempotent: every step checks first and does nothing when its part is there.
+#   - Debian packages: FFmpeg's -dev libraries (libavcodec/libavformat, for decoding),
+#     clang (bindgen for ffmpeg-sys), pkg-config, ffmpeg (test clips), python3-venv.
+#   - A Python venv in .cache/venv with the packages our scripts use (onnx).
+#   - ONNX Runtime's shared library from the `onnxruntime` PyPI wheel, in
+#     .cache/onnxruntime/, where the server finds it by itself.
 # Used by scripts/demo.sh and scripts/test.sh; safe to run by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+ORT_VERSION=1.32.0
+ONNX_VERSION=1.20.0
+CACHE=.cache
+
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-need_cmd() {
-    command -v "$1" >/dev/null 2>&1 || { log "error: $1 is required ($2)"; exit 1; }
-}
+command -v cargo >/dev/null 2>&1 || { log "error: cargo is required (install Rust with rustup)"; exit 1; }
 
-need_cmd cargo "install Rust with rustup"
-
-# Debian packages: only installed when missing (root, or sudo when available).
-APT_PACKAGES=()
-missing_apt=()
+# --- Debian packages ------------------------------------------------------------------
+APT_PACKAGES=(libavcodec-dev libavformat-dev libavutil-dev libclang-dev clang pkg-config ffmpeg python3 python3-venv)
+missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing_apt+=("$pkg")
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
-if ((${#missing_apt[@]})); then
+# A python3 outside Debian's packages (pyenv, say) with a working venv module will do.
+if command -v python3 >/dev/null 2>&1 && python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    missing=("${missing[@]/python3-venv}")
+    missing=("${missing[@]/python3}")
+fi
+to_install=()
+for pkg in "${missing[@]}"; do [ -n "$pkg" ] && to_install+=("$pkg"); done
+if ((${#to_install[@]})); then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    log "installing Debian packages: ${missing_apt[*]}"
+    log "installing Debian packages: ${to_install[*]}"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing_apt[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${to_install[@]}" >/dev/null
 fi
+
+# --- Python venv for the project's scripts ----------------------------------------------
+VENV="$CACHE/venv"
+if [ ! -x "$VENV/bin/python" ]; then
+    log "creating $VENV"
+    python3 -m venv "$VENV"
+fi
+if ! "$VENV/bin/python" -c "import onnx" 2>/dev/null; then
+    log "installing onnx==$ONNX_VERSION into $VENV"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "onnx==$ONNX_VERSION"
+fi
+
+# --- ONNX Runtime shared library ---------------------------------------------------------
+ORT_DIR="$CACHE/onnxruntime"
+if [ ! -f "$ORT_DIR/libonnxruntime.so.$ORT_VERSION" ]; then
+    log "fetching libonnxruntime.so.$ORT_VERSION from the onnxruntime wheel"
+    tmp=$(mktemp -d)
+    "$VENV/bin/python" -m pip download -q --disable-pip-version-check --no-deps \
+        --only-binary=:all: "onnxruntime==$ORT_VERSION" -d "$tmp"
+    mkdir -p "$ORT_DIR"
+    "$VENV/bin/python" - "$tmp" "$ORT_DIR" "$ORT_VERSION" <<'PY'
+import glob, sys, zipfile
+tmp, out, version = sys.argv[1:]
+wheel = glob.glob(f"{tmp}/onnxruntime-*.whl")[0]
+name = f"onnxruntime/capi/libonnxruntime.so.{version}"
+with zipfile.ZipFile(wheel) as z, open(f"{out}/libonnxruntime.so.{version}", "wb") as f:
+    f.write(z.read(name))
+PY
+    rm -rf "$tmp"
+fi
+ln -sfn "libonnxruntime.so.$ORT_VERSION" "$ORT_DIR/libonnxruntime.so"
 
 log "ok"

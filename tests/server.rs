@@ -114,17 +114,30 @@ fn logs_are_json_with_timestamp_level_target_and_fields() {
 #[test]
 fn the_embedded_demo_config_runs_without_any_flag_but_http() {
     let dir = temp_dir("embedded");
+    let Some(()) = common::stage_demo_assets(&dir) else {
+        return;
+    };
     let mut server = Server::start(&[], &dir);
+    assert!(server.log.iter().any(|l| l["config"] == "<embedded demo>"));
     let (status, _, body) = get(server.addr, "/healthz");
     assert_eq!(status, 200, "{body}");
-    assert!(server.log.iter().any(|l| l["config"] == "<embedded demo>"));
+    // The demo's four cameras start and produce events.
+    assert!(
+        server
+            .wait_for_message("Event.", Duration::from_secs(60))
+            .is_some(),
+        "no event: {:#?}",
+        server.log
+    );
+    let (status, _, body) = get(server.addr, "/readyz");
+    assert_eq!(status, 200, "{body}");
     server.signal(libc::SIGTERM);
     assert_eq!(
-        server.wait_exit(Duration::from_secs(5)).unwrap().code(),
+        server.wait_exit(Duration::from_secs(15)).unwrap().code(),
         Some(0)
     );
     // The demo's local sink writes under the working directory.
-    assert!(dir.join("output/events.jsonl").is_file());
+    assert!(!common::read_events(&dir.join("output")).is_empty());
 }
 
 #[test]

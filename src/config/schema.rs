@@ -62,6 +62,10 @@ impl Default for SchedulerConfig {
 pub struct EngineConfig {
     /// Which backend to use; `auto` picks the GPU when usable.
     pub backend: Backend,
+    /// Engine instances per model pulling from its queue; 0 = one per CPU core, up to 4.
+    pub instances: u32,
+    /// Threads inside each CPU engine instance; 0 = cores / instances.
+    pub intra_threads: u32,
 }
 
 /// Inference backends.

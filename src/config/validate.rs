@@ -27,6 +27,13 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
         100,
         600_000,
     );
+    v.range_u64("engine.instances", config.engine.instances.into(), 0, 64);
+    v.range_u64(
+        "engine.intra_threads",
+        config.engine.intra_threads.into(),
+        0,
+        256,
+    );
     v.publishers(&config.publishers);
     for (id, camera) in &config.cameras {
         v.camera(id, camera);

@@ -1,39 +1,94 @@
-//! Decode: access units → frames, on the CPU (libavcodec) or the GPU (NVDEC into device
-//! memory). The decoder decodes every picture the codec needs and hands on only those
-//! the camera's `fps_target` asks for, evenly spaced.
-//!
-//! Implementations arrive with the CPU pipeline (libavcodec) and GPU (NVDEC) issues.
+//! Decode: access units → frames. On the CPU through libavcodec ([`ffmpeg`]); on the GPU
+//! through NVDEC (the GPU issue). The decoder decodes every picture the codec needs and
+//! hands on only those the camera's `fps_target` asks for ([`FrameSelector`]), so
+//! skipped frames are never copied out of the codec.
+
+pub mod ffmpeg;
+mod select;
+
+use std::sync::Once;
+use std::time::Instant;
+
+pub use select::FrameSelector;
 
 use crate::ingest::AccessUnit;
 
-/// A decoded picture in planar YUV 4:2:0 on the host.
+/// How a frame's YUV samples map to RGB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ColorMatrix {
+    /// BT.601, limited range (16..235): SD video, and the default when unsignalled.
+    #[default]
+    Bt601,
+    /// BT.709, limited range: HD video that signals it.
+    Bt709,
+    /// BT.601, full range (0..255): JPEG-style `yuvj` streams.
+    Bt601Full,
+}
+
+/// A decoded picture in planar YUV 4:2:0 (I420) on the host.
 #[derive(Debug, Clone)]
-pub struct HostFrame {
-    /// Width in pixels.
+pub struct Frame {
+    /// Width in pixels (even).
     pub width: u32,
-    /// Height in pixels.
+    /// Height in pixels (even).
     pub height: u32,
     /// Presentation time in 90 kHz units.
     pub pts_90k: i64,
-    /// Y, U and V planes, each tightly packed (stride = plane width).
+    /// When its access unit arrived: the start of the latency clock.
+    pub received_at: Instant,
+    /// Frame time, epoch milliseconds.
+    pub wall_ms: i64,
+    /// YUV → RGB conversion.
+    pub matrix: ColorMatrix,
+    /// Y (width × height), U and V (width/2 × height/2) planes, tightly packed.
     pub planes: [Vec<u8>; 3],
+}
+
+impl Frame {
+    /// Presentation time in milliseconds.
+    pub fn pts_ms(&self) -> i64 {
+        self.pts_90k / 90
+    }
 }
 
 /// Why decoding failed.
 #[derive(Debug, thiserror::Error)]
-#[error("decoding pts {pts_90k}: {message}")]
-pub struct DecodeError {
-    /// The access unit's pts.
-    pub pts_90k: i64,
-    /// What the decoder said.
-    pub message: String,
+pub enum DecodeError {
+    /// The decoder could not be set up for the stream.
+    #[error("cannot open a {codec} decoder: {message}")]
+    Open {
+        /// Codec name.
+        codec: &'static str,
+        /// What libavcodec said.
+        message: String,
+    },
+    /// A picture failed to decode.
+    #[error("decoding pts {pts_90k}: {message}")]
+    Picture {
+        /// The access unit's pts.
+        pts_90k: i64,
+        /// What the decoder said.
+        message: String,
+    },
 }
 
 /// The seam between a source's access units and preprocessing.
 pub trait Decoder: Send {
-    /// Decodes one access unit; returns the frames it completes (zero or more).
-    fn decode(&mut self, unit: &AccessUnit) -> Result<Vec<HostFrame>, DecodeError>;
+    /// Decodes one access unit; returns the selected frames it completes (zero or more).
+    fn decode(&mut self, unit: &AccessUnit) -> Result<Vec<Frame>, DecodeError>;
 
     /// Drains the frames still held by the decoder at the end of a stream.
-    fn flush(&mut self) -> Result<Vec<HostFrame>, DecodeError>;
+    fn flush(&mut self) -> Result<Vec<Frame>, DecodeError>;
+}
+
+/// Initialises libav* once per process and quiets its stderr chatter (our logs say what
+/// matters).
+pub fn init_ffmpeg() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if let Err(e) = ::ffmpeg_next::init() {
+            tracing::error!(error = %e, "FFmpeg failed to initialise.");
+        }
+        ::ffmpeg_next::util::log::set_level(::ffmpeg_next::util::log::Level::Fatal);
+    });
 }

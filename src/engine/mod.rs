@@ -1,19 +1,52 @@
-//! Engine: runs a batch through a model. ONNX Runtime on the CPU, CUDA and TensorRT on
-//! the GPU (runtime-loaded, so the build needs neither), chosen by `[engine] backend`.
-//! Implementations arrive with the CPU pipeline and GPU issues; a backend that is absent
-//! is a clear [`EngineError::Unavailable`], never a panic.
+//! Engine: runs a batch through a model. ONNX Runtime on the CPU ([`onnx`]); CUDA and
+//! TensorRT on the GPU arrive with the GPU issue (runtime-loaded, so the build needs
+//! neither). A backend that is absent is a clear [`EngineError::Unavailable`], never a
+//! panic. Models are checked to be YOLOv8-style detectors when they load, before any
+//! camera starts.
 
-/// Shape and limits an engine reports for its model.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelInput {
+mod names;
+pub mod onnx;
+
+use std::path::PathBuf;
+
+pub use names::parse_names;
+
+/// What an engine learned about its model when it loaded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    /// The model file.
+    pub path: PathBuf,
     /// Input tensor name.
-    pub name: String,
+    pub input_name: String,
     /// Input width in pixels.
     pub width: u32,
     /// Input height in pixels.
     pub height: u32,
-    /// Largest batch the model (or its engine plan) accepts.
-    pub max_batch: u32,
+    /// Largest batch the model accepts (`None`: any).
+    pub max_batch: Option<u32>,
+    /// Class names, index = class id.
+    pub names: Vec<String>,
+}
+
+/// The raw output of a batch: `[batch, channels, anchors]`, batch-major.
+#[derive(Debug, Clone, Default)]
+pub struct BatchOutput {
+    /// Output values.
+    pub data: Vec<f32>,
+    /// Images in the batch.
+    pub batch: usize,
+    /// 4 box values + class scores (+ mask coefficients).
+    pub channels: usize,
+    /// Candidate boxes per image.
+    pub anchors: usize,
+}
+
+impl BatchOutput {
+    /// Image `k`'s `[channels, anchors]` slice.
+    pub fn image(&self, k: usize) -> &[f32] {
+        let n = self.channels * self.anchors;
+        &self.data[k * n..(k + 1) * n]
+    }
 }
 
 /// Why an engine could not load or run.
@@ -27,17 +60,19 @@ pub enum EngineError {
         /// Why (no GPU, library missing, …).
         reason: String,
     },
-    /// The model failed to load.
-    #[error("loading model {model}: {message}")]
-    Load {
+    /// The model failed to load or is not a detector we can run.
+    #[error("model {}: {message}", model.display())]
+    Model {
         /// Model path.
-        model: String,
-        /// What the runtime said.
+        model: PathBuf,
+        /// What is wrong.
         message: String,
     },
     /// A batch failed to run.
-    #[error("running a batch of {batch}: {message}")]
+    #[error("running a batch of {batch} on {}: {message}", model.display())]
     Run {
+        /// Model path.
+        model: PathBuf,
         /// Batch size.
         batch: usize,
         /// What the runtime said.
@@ -51,10 +86,14 @@ pub trait Engine: Send {
     /// The backend's short name (`cpu`, `cuda`, `tensorrt`), for logs and metrics.
     fn name(&self) -> &'static str;
 
-    /// The model's input shape and batch limit.
-    fn input(&self) -> &ModelInput;
+    /// The model's input, classes and batch limit.
+    fn spec(&self) -> &ModelSpec;
 
-    /// Runs `batch` images laid out as NCHW f32 in `input`; returns the raw output
-    /// tensor (batch-major) for postprocessing.
-    fn run(&mut self, input: &[f32], batch: usize) -> Result<Vec<f32>, EngineError>;
+    /// Runs `batch` images laid out as NCHW f32 in `input` into `output`.
+    fn run(
+        &mut self,
+        input: &[f32],
+        batch: usize,
+        output: &mut BatchOutput,
+    ) -> Result<(), EngineError>;
 }

@@ -1,10 +1,13 @@
 //! Ingest: one [`FrameSource`] per camera yields encoded access units with their pts.
 //!
-//! Sources (DESIGN §3): Kinesis Video Streams (HLS and GetMedia), RTSP, files (MP4, MKV,
-//! MPEG-TS) and a synthetic generator for load tests. This stage owns reconnecting with
-//! exponential backoff and jitter, session refresh, and the camera's `worker_alive`.
-//! The concrete sources arrive with the CPU pipeline and live-ingest issues; until
-//! then the pipeline refuses enabled cameras at start-up with a clear error.
+//! Sources (DESIGN §3): files (MP4, MKV, MPEG-TS) in [`file`], and [`synthetic`] frames
+//! for load tests (generated already decoded, so they skip the decoder: a load test
+//! then measures scheduling and inference, not our test pattern's encoding). Kinesis
+//! Video Streams and RTSP arrive with the live-ingest issue. The camera supervisor in
+//! [`crate::pipeline`] owns reconnecting with backoff and `worker_alive`.
+
+pub mod file;
+pub mod synthetic;
 
 use std::time::Instant;
 
@@ -19,17 +22,36 @@ pub enum Codec {
     H265,
 }
 
-/// One encoded picture (Annex B NAL units) as it came off the stream.
+/// What a decoder needs to know about a stream before its first access unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamInfo {
+    /// The codec.
+    pub codec: Codec,
+    /// Codec configuration: an `avcC`/`hvcC` record when access units are
+    /// length-prefixed (MP4, MKV), or Annex B parameter sets (or nothing) when they use
+    /// start codes (MPEG-TS, RTP).
+    pub extradata: Vec<u8>,
+    /// Coded width in pixels, when the container says.
+    pub width: u32,
+    /// Coded height in pixels, when the container says.
+    pub height: u32,
+    /// Nominal frame rate, when the container says.
+    pub fps: Option<f64>,
+}
+
+/// One encoded picture as the container framed it (see [`StreamInfo::extradata`]).
 #[derive(Debug, Clone)]
 pub struct AccessUnit {
-    /// Annex B byte stream of the picture's NAL units.
+    /// The picture's NAL units.
     pub data: Vec<u8>,
-    /// Presentation time in 90 kHz units since the stream's start.
+    /// Presentation time in 90 kHz units, increasing across loops of a file.
     pub pts_90k: i64,
     /// Whether decoding can start here.
     pub keyframe: bool,
     /// When the bytes arrived in this process: the start of the latency clock.
     pub received_at: Instant,
+    /// Frame time, epoch milliseconds (the producer's time where the source has one).
+    pub wall_ms: i64,
 }
 
 /// Why a source stopped yielding.
@@ -43,21 +65,28 @@ pub enum IngestError {
         /// What went wrong.
         message: String,
     },
-    /// No access unit arrived within the stall timeout.
-    #[error("stream {stream}: no frame for {waited_ms} ms")]
-    Stalled {
+    /// The stream holds no video we can decode.
+    #[error("stream {stream}: {message}")]
+    Unsupported {
         /// Which stream.
         stream: String,
-        /// How long we waited.
-        waited_ms: u64,
+        /// What is missing.
+        message: String,
     },
 }
 
 /// The seam between a camera's stream and its decoder.
 pub trait FrameSource: Send {
-    /// The codec of the access units this source yields.
-    fn codec(&self) -> Codec;
+    /// The stream's codec and configuration.
+    fn info(&self) -> &StreamInfo;
 
     /// The next access unit; `Ok(None)` at the end of a finite source.
     fn next_access_unit(&mut self) -> BoxFuture<'_, Result<Option<AccessUnit>, IngestError>>;
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_epoch_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

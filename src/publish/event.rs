@@ -5,6 +5,19 @@ use serde::{Deserialize, Serialize};
 /// The envelope's schema tag.
 pub const EVENT_SCHEMA: &str = "kvs-infer/1.0";
 
+/// A unique, stable event id: frame time, a per-process random tag, and a process-wide
+/// sequence number, hex-encoded.
+pub fn new_event_id(ts_ms: i64) -> String {
+    use std::hash::{BuildHasher, RandomState};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PROCESS_TAG: OnceLock<u32> = OnceLock::new();
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let tag = *PROCESS_TAG.get_or_init(|| RandomState::new().hash_one(std::process::id()) as u32);
+    format!("{:011x}-{tag:08x}-{seq:06x}", ts_ms.max(0))
+}
+
 /// One confirmed event. Delivery is at-least-once; `event_id` is stable so consumers
 /// can de-duplicate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,6 +93,14 @@ pub(crate) fn sample(camera_id: &str, n: i64) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_ids_are_unique_and_safe_as_keys() {
+        let a = new_event_id(1_700_000_000_000);
+        let b = new_event_id(1_700_000_000_000);
+        assert_ne!(a, b);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit() || c == '-'), "{a}");
+    }
 
     #[test]
     fn envelope_uses_the_contract_field_names() {

@@ -1,7 +1,10 @@
-//! The local sink: one JSON line per event appended to `<dir>/events.jsonl`.
+//! The local sink: one JSON line per event appended to `<dir>/events.jsonl`, and a JPEG
+//! snapshot with boxes drawn at `<dir>/snapshots/<camera_id>/<ts_ms>_<event_id>.jpg`
+//! (the event's `snapshot` field holds that path, relative to `<dir>`).
 //!
 //! Events go through a bounded queue to a writer on a blocking thread, so a slow disk
-//! never blocks a camera. A write that fails is retried with backoff, counted in
+//! or JPEG encoding never blocks a camera. Each batch of lines is written, flushed and
+//! fsynced. A write that fails is retried with backoff, counted in
 //! `publisher_failures_total{sink="local"}`, and given up (counted) after a few tries.
 
 use std::fs::{self, File, OpenOptions};
@@ -14,7 +17,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{Event, PublishError, Publisher, PublisherReport};
+use super::snapshot::{render, safe_segment, write_jpeg};
+use super::{Event, PublishError, Published, Publisher, PublisherReport};
 use crate::telemetry::SinkMetrics;
 use crate::BoxFuture;
 
@@ -23,17 +27,20 @@ const SINK: &str = "local";
 pub const LOCAL_QUEUE_CAPACITY: usize = 4096;
 const WRITE_ATTEMPTS: u32 = 3;
 const RETRY_DELAY: Duration = Duration::from_millis(50);
+/// JPEG quality of local snapshots.
+pub const LOCAL_JPEG_QUALITY: u8 = 90;
 
 #[derive(Default)]
 struct Counts {
     published: AtomicU64,
+    snapshots: AtomicU64,
     failed: AtomicU64,
     dropped: AtomicU64,
 }
 
 /// Appends events as JSON lines under a directory.
 pub struct LocalPublisher {
-    tx: Mutex<Option<mpsc::Sender<Arc<Event>>>>,
+    tx: Mutex<Option<mpsc::Sender<Published>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     counts: Arc<Counts>,
     metrics: SinkMetrics,
@@ -55,7 +62,8 @@ impl LocalPublisher {
         let writer = {
             let counts = counts.clone();
             let metrics = metrics.clone();
-            tokio::task::spawn_blocking(move || write_loop(rx, file, &counts, &metrics))
+            let dir = dir.to_owned();
+            tokio::task::spawn_blocking(move || write_loop(rx, file, &dir, &counts, &metrics))
         };
         Ok(Self {
             tx: Mutex::new(Some(tx)),
@@ -74,6 +82,7 @@ impl LocalPublisher {
     fn report(&self) -> PublisherReport {
         PublisherReport {
             published: self.counts.published.load(Ordering::Relaxed),
+            snapshots: self.counts.snapshots.load(Ordering::Relaxed),
             failed: self.counts.failed.load(Ordering::Relaxed),
             dropped: self.counts.dropped.load(Ordering::Relaxed),
         }
@@ -81,8 +90,9 @@ impl LocalPublisher {
 }
 
 fn write_loop(
-    mut rx: mpsc::Receiver<Arc<Event>>,
+    mut rx: mpsc::Receiver<Published>,
     file: File,
+    dir: &Path,
     counts: &Counts,
     metrics: &SinkMetrics,
 ) {
@@ -93,10 +103,11 @@ fn write_loop(
         while let Ok(next) = rx.try_recv() {
             batch.push(next);
         }
-        let mut lines = Vec::with_capacity(batch.len() * 256);
-        for event in &batch {
+        let mut lines = Vec::with_capacity(batch.len() * 512);
+        for item in &batch {
+            let event = with_snapshot(item, dir, counts, metrics);
             // Serializing our own struct cannot fail; a failure would be a bug worth a log.
-            match serde_json::to_writer(&mut lines, event.as_ref()) {
+            match serde_json::to_writer(&mut lines, &event) {
                 Ok(()) => lines.push(b'\n'),
                 Err(e) => {
                     tracing::error!(event_id = %event.event_id, error = %e, "Event could not be serialized.")
@@ -106,7 +117,11 @@ fn write_loop(
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match out.write_all(&lines).and_then(|()| out.flush()) {
+            match out
+                .write_all(&lines)
+                .and_then(|()| out.flush())
+                .and_then(|()| out.get_ref().sync_data())
+            {
                 Ok(()) => {
                     counts
                         .published
@@ -138,25 +153,60 @@ fn write_loop(
     }
 }
 
+/// The event to write: with its snapshot saved and named, when it has a frame.
+fn with_snapshot(item: &Published, dir: &Path, counts: &Counts, metrics: &SinkMetrics) -> Event {
+    let mut event = (*item.event).clone();
+    let Some(frame) = &item.frame else {
+        return event;
+    };
+    let relative = PathBuf::from("snapshots")
+        .join(safe_segment(&event.camera_id))
+        .join(format!(
+            "{}_{}.jpg",
+            event.ts_ms,
+            safe_segment(&event.event_id)
+        ));
+    let path = dir.join(&relative);
+    let written = path
+        .parent()
+        .map_or(Ok(()), fs::create_dir_all)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            write_jpeg(&render(frame, &event), LOCAL_JPEG_QUALITY, &path).map_err(|e| e.to_string())
+        });
+    match written {
+        Ok(()) => {
+            counts.snapshots.fetch_add(1, Ordering::Relaxed);
+            event.snapshot = Some(relative.display().to_string());
+        }
+        Err(e) => {
+            counts.failed.fetch_add(1, Ordering::Relaxed);
+            metrics.failures(1);
+            tracing::warn!(sink = SINK, event_id = %event.event_id, error = %e, "Snapshot not saved; the event is kept without it.");
+        }
+    }
+    event
+}
+
 impl Publisher for LocalPublisher {
     fn name(&self) -> &'static str {
         SINK
     }
 
-    fn publish(&self, event: Arc<Event>) -> Result<(), PublishError> {
+    fn publish(&self, item: Published) -> Result<(), PublishError> {
         let guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         let Some(tx) = guard.as_ref() else {
             return Err(PublishError::Closed { sink: SINK });
         };
-        tx.try_send(event).map_err(|e| {
-            let event = match e {
-                mpsc::error::TrySendError::Full(ev) | mpsc::error::TrySendError::Closed(ev) => ev,
+        tx.try_send(item).map_err(|e| {
+            let item = match e {
+                mpsc::error::TrySendError::Full(it) | mpsc::error::TrySendError::Closed(it) => it,
             };
             self.counts.dropped.fetch_add(1, Ordering::Relaxed);
             self.metrics.failures(1);
             PublishError::QueueFull {
                 sink: SINK,
-                event_id: event.event_id.clone(),
+                event_id: item.event.event_id.clone(),
             }
         })
     }
@@ -186,6 +236,13 @@ mod tests {
     use crate::publish::event::sample;
     use crate::telemetry::Telemetry;
 
+    fn published(n: i64) -> Published {
+        Published {
+            event: Arc::new(sample("cam", n)),
+            frame: None,
+        }
+    }
+
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("kvs-infer-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -198,7 +255,7 @@ mod tests {
         let telemetry = Telemetry::new().unwrap();
         let publisher = LocalPublisher::open(&dir, telemetry.metrics().sink(SINK)).unwrap();
         for n in 0..100 {
-            publisher.publish(Arc::new(sample("cam", n))).unwrap();
+            publisher.publish(published(n)).unwrap();
         }
         let report = publisher
             .close(Instant::now() + Duration::from_secs(5))
@@ -207,6 +264,7 @@ mod tests {
             report,
             PublisherReport {
                 published: 100,
+                snapshots: 0,
                 failed: 0,
                 dropped: 0
             }
@@ -220,7 +278,7 @@ mod tests {
         assert_eq!(events[42], sample("cam", 42));
         assert!(dir.join("snapshots").is_dir());
         assert!(matches!(
-            publisher.publish(Arc::new(sample("cam", 101))),
+            publisher.publish(published(101)),
             Err(PublishError::Closed { .. })
         ));
         fs::remove_dir_all(&dir).unwrap();
@@ -232,11 +290,57 @@ mod tests {
         let telemetry = Telemetry::new().unwrap();
         for round in 0..2 {
             let p = LocalPublisher::open(&dir, telemetry.metrics().sink(SINK)).unwrap();
-            p.publish(Arc::new(sample("cam", round))).unwrap();
+            p.publish(published(round)).unwrap();
             p.close(Instant::now() + Duration::from_secs(5)).await;
         }
         let text = fs::read_to_string(dir.join("events.jsonl")).unwrap();
         assert_eq!(text.lines().count(), 2);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_frame_becomes_a_jpeg_snapshot_named_in_the_event() {
+        use crate::decode::{ColorMatrix, Frame};
+        let dir = temp_dir("local-snapshot");
+        let telemetry = Telemetry::new().unwrap();
+        let p = LocalPublisher::open(&dir, telemetry.metrics().sink(SINK)).unwrap();
+        let n = 64 * 48;
+        let frame = Frame {
+            width: 64,
+            height: 48,
+            pts_90k: 0,
+            received_at: Instant::now(),
+            wall_ms: 0,
+            matrix: ColorMatrix::Bt601,
+            planes: [vec![100; n], vec![128; n / 4], vec![128; n / 4]],
+        };
+        let mut event = sample("../cam", 7);
+        event.detections[0].bbox = [4.0, 4.0, 30.0, 30.0];
+        p.publish(Published {
+            event: Arc::new(event.clone()),
+            frame: Some(Arc::new(frame)),
+        })
+        .unwrap();
+        let report = p.close(Instant::now() + Duration::from_secs(5)).await;
+        assert_eq!(
+            (report.published, report.snapshots, report.failed),
+            (1, 1, 0)
+        );
+        let line = fs::read_to_string(dir.join("events.jsonl")).unwrap();
+        let written: Event = serde_json::from_str(line.trim()).unwrap();
+        let snapshot = written.snapshot.clone().unwrap();
+        assert_eq!(
+            snapshot,
+            format!("snapshots/.._cam/{}_.._cam-7.jpg", event.ts_ms)
+        );
+        let jpeg = fs::read(dir.join(&snapshot)).unwrap();
+        let mut decoder = jpeg_decoder::Decoder::new(&jpeg[..]);
+        let pixels = decoder.decode().unwrap();
+        let info = decoder.info().unwrap();
+        assert_eq!(
+            (info.width, info.height, pixels.len()),
+            (64, 48, 64 * 48 * 3)
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

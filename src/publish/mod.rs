@@ -1,18 +1,30 @@
 //! Publish: events fan out to sinks. Each [`Publisher`] has a bounded queue, batches,
 //! retries with backoff, counts `publisher_failures_total{sink}`, never blocks a camera,
-//! and flushes on shutdown. The local sink (JSONL) is here; Kinesis Data Streams, S3 and
-//! DynamoDB arrive with the AWS publishers issue.
+//! and flushes on shutdown. The local sink (JSONL and JPEG snapshots) is here; Kinesis
+//! Data Streams, S3 and DynamoDB arrive with the AWS publishers issue.
 
 mod event;
+mod font;
 mod local;
+pub mod snapshot;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use event::{Event, EventDetection, Plate, EVENT_SCHEMA};
+pub use event::{new_event_id, Event, EventDetection, Plate, EVENT_SCHEMA};
 pub use local::LocalPublisher;
 
+use crate::decode::Frame;
 use crate::BoxFuture;
+
+/// An event on its way to a sink, with the frame to snapshot when the sink saves one.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The envelope.
+    pub event: Arc<Event>,
+    /// The frame the event was detected in.
+    pub frame: Option<Arc<Frame>>,
+}
 
 /// Why an event was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +50,8 @@ pub enum PublishError {
 pub struct PublisherReport {
     /// Events delivered.
     pub published: u64,
+    /// Snapshots saved.
+    pub snapshots: u64,
     /// Failed attempts (each counted in `publisher_failures_total`).
     pub failed: u64,
     /// Events given up (queue overflow, or still queued at the deadline).
@@ -50,7 +64,7 @@ pub trait Publisher: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// Queues an event without waiting; never blocks the camera that calls it.
-    fn publish(&self, event: Arc<Event>) -> Result<(), PublishError>;
+    fn publish(&self, item: Published) -> Result<(), PublishError>;
 
     /// Stops accepting events, delivers what is queued before `deadline`, and reports.
     fn close(&self, deadline: Instant) -> BoxFuture<'_, PublisherReport>;

@@ -4,6 +4,11 @@
 //! newest frame replaces an older queued one; stale frames are dropped and counted;
 //! results go back through each entry's reply route.
 //!
-//! The batching logic will be a pure, synchronous state machine (`state.rs`) driven by a
-//! simulated clock in tests, wrapped by a thin async actor. It arrives with the CPU
-//! pipeline issue; its limits come from [`crate::config::SchedulerConfig`].
+//! [`state`] is the pure batching logic; [`actor`] is the thin async shell that owns a
+//! `State`, sleeps until its next deadline, and feeds batches to engine workers.
+
+pub mod actor;
+pub mod state;
+
+pub use actor::{InferResult, Job, ModelQueue, QueueSetup, QueueTask, Reply, SubmitError};
+pub use state::{DropReason, Limits};

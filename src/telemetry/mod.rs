@@ -6,4 +6,4 @@ mod metrics;
 pub mod names;
 
 pub use logging::{init_logging, LogLevel, LogLevelError};
-pub use metrics::{CameraMetrics, Metrics, SinkMetrics, Telemetry, TelemetryError};
+pub use metrics::{CameraMetrics, Metrics, ModelMetrics, SinkMetrics, Telemetry, TelemetryError};

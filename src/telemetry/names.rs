@@ -14,18 +14,39 @@ pub const PUBLISHER_FAILURES_TOTAL: &str = "publisher_failures_total";
 /// Gauge: 1 while a camera's worker is receiving frames, 0 otherwise.
 pub const WORKER_ALIVE: &str = "worker_alive";
 
+/// Counter: frames dropped before inference, per camera and reason
+/// (`replaced`, `stale`, `cancelled`, `engine_error`).
+pub const FRAMES_DROPPED_TOTAL: &str = "frames_dropped_total";
+/// Histogram: images per batch handed to an engine, per model.
+pub const SCHEDULER_BATCH_SIZE: &str = "scheduler_batch_size";
+/// Histogram: time a frame waited in the scheduler's queue, in milliseconds, per model.
+pub const SCHEDULER_QUEUE_DELAY_MS: &str = "scheduler_queue_delay_ms";
+/// Histogram: engine time per batch (preprocess + inference + decode), ms, per model.
+pub const ENGINE_BATCH_MS: &str = "engine_batch_ms";
+
 /// Label: the camera id from the config.
 pub const LABEL_CAMERA_ID: &str = "camera_id";
 /// Label: the event type (`weapon`, `fire`, `smoke`, `alpr`, …).
 pub const LABEL_TYPE: &str = "type";
+/// Label: why a frame was dropped.
+pub const LABEL_REASON: &str = "reason";
+/// Label: the model (its file stem).
+pub const LABEL_MODEL: &str = "model";
 /// Label: the publisher sink (`local`, `kds`, `s3`, `ddb`).
 pub const LABEL_SINK: &str = "sink";
 
 /// Bucket bounds of [`INFER_LATENCY_MS`], as the seed's dashboards expect.
 pub const LATENCY_BUCKETS_MS: [f64; 8] = [10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0];
 
-/// Every metric family the server exports, for tests and docs.
-pub const ALL_FAMILIES: [&str; 5] = [
+/// Bucket bounds of [`SCHEDULER_BATCH_SIZE`].
+pub const BATCH_SIZE_BUCKETS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
+/// Bucket bounds of [`SCHEDULER_QUEUE_DELAY_MS`] and [`ENGINE_BATCH_MS`].
+pub const SHORT_MS_BUCKETS: [f64; 12] = [
+    1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+];
+
+/// The seed's five metric families, which its dashboards and alerts rely on.
+pub const SEED_FAMILIES: [&str; 5] = [
     INFER_FRAMES_TOTAL,
     INFER_EVENTS_TOTAL,
     INFER_LATENCY_MS,

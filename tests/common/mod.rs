@@ -178,3 +178,68 @@ fn dechunk(mut body: &str) -> String {
     }
     out
 }
+
+/// A fixture file: `../shared/fixtures/<relative>` first, then what
+/// `scripts/fetch-assets.sh` put in `.cache/demo/`. When neither exists the test is
+/// skipped loudly: the reason goes to stderr and to `target/test-skips.log`, which
+/// `scripts/test.sh` prints at the end of the run.
+pub fn fixture(relative: &str) -> Option<PathBuf> {
+    let shared = repo().join("../shared/fixtures").join(relative);
+    if shared.is_file() {
+        return Some(shared);
+    }
+    let name = Path::new(relative).file_name().unwrap();
+    let fetched = repo().join(".cache/demo").join(name);
+    if fetched.is_file() {
+        return Some(fetched);
+    }
+    skip(&format!("fixture {relative} not found in ../shared/fixtures or .cache/demo (run scripts/fetch-assets.sh)"));
+    None
+}
+
+/// Records a loud skip for this test.
+pub fn skip(reason: &str) {
+    let test = std::thread::current().name().unwrap_or("?").to_owned();
+    let line = format!("SKIPPED {test}: {reason}\n");
+    eprint!("{line}");
+    let log = repo().join("target/test-skips.log");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
+/// Links the demo's model and clip into `dir/.cache/demo/`, as the embedded demo
+/// config expects them relative to the working directory.
+pub fn stage_demo_assets(dir: &Path) -> Option<()> {
+    let model = fixture("models/yolov8n-coco.onnx")?;
+    let clip = fixture("video/person-motorcycle-720p.mp4")?;
+    let demo = dir.join(".cache/demo");
+    std::fs::create_dir_all(&demo).unwrap();
+    std::os::unix::fs::symlink(model, demo.join("yolov8n-coco.onnx")).unwrap();
+    std::os::unix::fs::symlink(clip, demo.join("person-motorcycle-720p.mp4")).unwrap();
+    Some(())
+}
+
+/// Reads `events.jsonl` under `dir`.
+pub fn read_events(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("events.jsonl line is JSON"))
+        .collect()
+}
+
+/// The value of a Prometheus sample line `name{labels} value` (labels as written).
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}

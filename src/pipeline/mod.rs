@@ -1,11 +1,15 @@
-//! The wiring, in one readable place: telemetry, publishers, camera tasks and the HTTP
-//! server are built from the config here, supervised, and shut down in DESIGN §4's
-//! order: stop intake → drain → flush every publisher within the deadline → log final
-//! figures → stop HTTP.
+//! The wiring, in one readable place: telemetry, publishers, models, cameras and the
+//! HTTP server are built from the config here, supervised, and shut down in DESIGN
+//! §4's order: stop intake → drain in-flight batches → publish their events → flush
+//! every publisher within the deadline → log final figures → stop HTTP.
 //!
-//! This version serves HTTP, metrics and the local sink. Parts of the config whose
-//! stage is not built yet (camera sources, AWS publishers) are refused at start-up with
-//! their config path, rather than silently ignored.
+//! Models load before any camera starts, so a missing or broken model is a start-up
+//! error naming the file. Config parts whose stage is not built yet (KVS and RTSP
+//! sources, the AWS publishers, the weapon/fire_smoke/alpr detectors) are refused at
+//! start-up with their config path rather than silently ignored.
+
+mod camera;
+pub mod models;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -15,10 +19,14 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{join_key, Config, ConfigError};
+use crate::config::{join_key, Config, ConfigError, DetectorConfig, SourceRef};
+use crate::detect::yolo::YoloDetector;
+use crate::detect::Detector;
 use crate::http::{self, AppState};
 use crate::publish::{LocalPublisher, Publisher};
-use crate::telemetry::{Telemetry, TelemetryError};
+use crate::telemetry::{CameraMetrics, Telemetry, TelemetryError};
+use camera::{Ingest, Results};
+use models::{model_path, ModelsError};
 
 /// Tracks which enabled cameras have started, for `/readyz`.
 #[derive(Debug, Default)]
@@ -37,6 +45,11 @@ impl Readiness {
     /// Records that a camera's worker has started receiving frames.
     pub fn mark_started(&self, camera_id: &str) {
         self.lock().remove(camera_id);
+    }
+
+    /// Whether a camera has started.
+    pub fn is_started(&self, camera_id: &str) -> bool {
+        !self.lock().contains(camera_id)
     }
 
     /// Enabled cameras that have not started yet, in id order.
@@ -65,6 +78,17 @@ pub enum StartError {
     /// Telemetry could not be set up.
     #[error(transparent)]
     Telemetry(#[from] TelemetryError),
+    /// A model could not be loaded, or the backend is absent.
+    #[error(transparent)]
+    Models(#[from] ModelsError),
+    /// A detector does not fit its model.
+    #[error("{path}: {message}")]
+    Detector {
+        /// Config path of the detector.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A publisher could not be opened.
     #[error("cannot open the {sink} publisher at {target}: {source}")]
     Publisher {
@@ -75,6 +99,9 @@ pub enum StartError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A camera thread could not be started.
+    #[error("cannot start a camera thread: {0}")]
+    Thread(std::io::Error),
     /// The HTTP address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -101,13 +128,23 @@ pub enum RunError {
 pub fn unsupported(config: &Config) -> Vec<ConfigError> {
     let mut out = Vec::new();
     for (id, camera) in config.enabled_cameras() {
-        if let Some(source) = camera.source() {
-            let path = format!("{}.{}", join_key("cameras", id), source.kind());
+        let path = join_key("cameras", id);
+        if let Some(source @ (SourceRef::Kvs(_) | SourceRef::Rtsp(_))) = camera.source() {
             out.push(ConfigError::new(
-                path,
-                "camera sources are not built yet; this version serves HTTP, metrics and the \
-                 local sink only (set `enabled = false` on the camera)",
+                format!("{path}.{}", source.kind()),
+                "KVS and RTSP sources are not built yet; file and synthetic sources are",
             ));
+        }
+        for (i, detector) in camera.detectors.iter().enumerate() {
+            if !matches!(detector, DetectorConfig::Yolo(_)) {
+                out.push(ConfigError::new(
+                    format!("{path}.detectors[{i}].type"),
+                    format!(
+                        "the {} detector is not built yet; the generic yolo detector is",
+                        detector.type_name()
+                    ),
+                ));
+            }
         }
     }
     let p = &config.publishers;
@@ -139,6 +176,51 @@ pub async fn run(
     let telemetry = Arc::new(Telemetry::new().map_err(StartError::from)?);
     let metrics = telemetry.metrics();
 
+    let cameras: Vec<(String, crate::config::CameraConfig)> = config
+        .enabled_cameras()
+        .map(|(id, c)| (id.clone(), c.clone()))
+        .collect();
+    let camera_metrics: Arc<[CameraMetrics]> = cameras
+        .iter()
+        .map(|(id, camera)| {
+            let types: Vec<&str> = camera
+                .detectors
+                .iter()
+                .flat_map(|d| d.event_types().iter().copied())
+                .collect();
+            metrics.camera(id, &types)
+        })
+        .collect();
+    let models =
+        models::start(&config, metrics, camera_metrics.clone()).map_err(StartError::from)?;
+
+    // Detectors are checked against their models before anything is written or started.
+    let mut camera_detectors = Vec::new();
+    for (id, camera) in &cameras {
+        let mut detectors: Vec<(usize, String, Box<dyn Detector>)> = Vec::new();
+        for (d, detector) in camera.detectors.iter().enumerate() {
+            let path = model_path(detector);
+            let model = models.index[&path];
+            let names = &models.queues[model].spec().names;
+            let built: Box<dyn Detector> = match detector {
+                DetectorConfig::Yolo(params) => {
+                    Box::new(YoloDetector::new(params, names).map_err(|e| {
+                        StartError::Detector {
+                            path: format!(
+                                "{}.detectors[{d}].params.classes",
+                                join_key("cameras", id)
+                            ),
+                            message: e.to_string(),
+                        }
+                    })?)
+                }
+                _ => unreachable!("refused by unsupported()"),
+            };
+            detectors.push((model, path.display().to_string(), built));
+        }
+        camera_detectors.push(detectors);
+    }
+
     let mut publishers: Vec<Arc<dyn Publisher>> = Vec::new();
     if let Some(local) = config.publishers.local.as_ref().filter(|l| l.enabled) {
         let publisher =
@@ -153,19 +235,52 @@ pub async fn run(
         publishers.push(Arc::new(publisher));
     }
 
-    let enabled: Vec<String> = config.enabled_cameras().map(|(id, _)| id.clone()).collect();
-    for (id, camera) in config.enabled_cameras() {
-        let types: Vec<&str> = camera
-            .detectors
-            .iter()
-            .flat_map(|d| d.event_types().iter().copied())
-            .collect();
-        metrics.camera(id, &types);
-    }
-    let readiness = Arc::new(Readiness::new(enabled.clone()));
-    // Camera tasks join here once sources exist; intake stops by cancelling `intake`.
+    let camera_results: Vec<Results> = cameras
+        .iter()
+        .zip(camera_detectors)
+        .enumerate()
+        .map(|(i, ((id, _), detectors))| Results {
+            id: id.clone(),
+            detectors,
+            publishers: publishers.clone(),
+            metrics: camera_metrics[i].clone(),
+        })
+        .collect();
+
+    let readiness = Arc::new(Readiness::new(cameras.iter().map(|(id, _)| id.clone())));
     let intake = shutdown.child_token();
-    let mut cameras: JoinSet<()> = JoinSet::new();
+    let mut results_tasks: JoinSet<()> = JoinSet::new();
+    let mut ingest_threads = Vec::new();
+    for ((i, (id, camera)), results) in cameras.iter().enumerate().zip(camera_results) {
+        let (reply, rx) = tokio::sync::mpsc::unbounded_channel();
+        results_tasks.spawn(results.run(rx));
+        let queues = {
+            let mut used: Vec<usize> = camera
+                .detectors
+                .iter()
+                .map(|d| models.index[&model_path(d)])
+                .collect();
+            used.sort_unstable();
+            used.dedup();
+            used.into_iter().map(|m| models.queues[m].clone()).collect()
+        };
+        let ingest = Ingest {
+            index: i,
+            id: id.clone(),
+            config: camera.clone(),
+            queues,
+            reply,
+            metrics: camera_metrics[i].clone(),
+            readiness: readiness.clone(),
+            stop: intake.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("camera-{i}"))
+            .spawn(move || ingest.run())
+            .map_err(StartError::Thread)?;
+        ingest_threads.push(thread);
+    }
 
     let listener = tokio::net::TcpListener::bind(options.http_addr)
         .await
@@ -193,23 +308,19 @@ pub async fn run(
     tracing::info!(
         addr = %addr,
         version = crate::VERSION,
-        cameras = ?enabled,
+        cameras = ?cameras.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
         publishers = ?publishers.iter().map(|p| p.name()).collect::<Vec<_>>(),
         "Server listening."
     );
 
-    tokio::select! {
-        () = shutdown.cancelled() => {}
-        result = &mut http_task => {
-            // The HTTP server only returns early on an error.
-            intake.cancel();
-            return Err(RunError::Http(match result {
-                Ok(Err(e)) => e,
-                Ok(Ok(())) => std::io::Error::other("stopped unexpectedly"),
-                Err(e) => std::io::Error::other(e),
-            }));
-        }
-    }
+    let http_error = tokio::select! {
+        () = shutdown.cancelled() => None,
+        result = &mut http_task => Some(match result {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => std::io::Error::other("stopped unexpectedly"),
+            Err(e) => std::io::Error::other(e),
+        }),
+    };
 
     let started = Instant::now();
     let deadline = started + Duration::from_millis(config.shutdown.deadline_ms);
@@ -218,7 +329,28 @@ pub async fn run(
         "Stopping intake."
     );
     intake.cancel();
-    while cameras.join_next().await.is_some() {}
+    let drained = tokio::time::timeout_at(deadline.into(), async {
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in ingest_threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
+        tracing::info!("Draining in-flight batches.");
+        for queue in &models.queues {
+            queue.drain();
+        }
+        for task in models.tasks {
+            task.join().await;
+        }
+        while results_tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::error!(
+            "Shutdown deadline passed before every batch drained; flushing what is queued."
+        );
+    }
 
     tracing::info!(publishers = publishers.len(), "Flushing publishers.");
     for publisher in &publishers {
@@ -226,6 +358,7 @@ pub async fn run(
         tracing::info!(
             sink = publisher.name(),
             published = report.published,
+            snapshots = report.snapshots,
             failed = report.failed,
             dropped = report.dropped,
             "Publisher closed."
@@ -242,7 +375,10 @@ pub async fn run(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "Shutdown complete."
     );
-    Ok(())
+    match http_error {
+        Some(e) => Err(RunError::Http(e)),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -254,7 +390,9 @@ mod tests {
     fn readiness_waits_for_every_enabled_camera() {
         let r = Readiness::new(["b".to_owned(), "a".to_owned()]);
         assert_eq!(r.waiting_for(), ["a", "b"]);
+        assert!(!r.is_started("a"));
         r.mark_started("a");
+        assert!(r.is_started("a"));
         assert_eq!(r.waiting_for(), ["b"]);
         r.mark_started("b");
         assert!(r.waiting_for().is_empty());
@@ -274,11 +412,23 @@ mod tests {
             [[cameras.cam.detectors]]
             type = "yolo"
             params = { model_path = "m.onnx" }
+            [cameras.live.rtsp]
+            url = "rtsp://cam/1"
+            [[cameras.live.detectors]]
+            type = "weapon"
+            params = { model_path = "w.onnx", target_classes = ["knife"] }
             [cameras.off]
             enabled = false
         "#;
         let config = parse_str(text, Format::Toml).unwrap();
         let paths: Vec<String> = unsupported(&config).into_iter().map(|e| e.path).collect();
-        assert_eq!(paths, ["cameras.cam.file", "publishers.kds"]);
+        assert_eq!(
+            paths,
+            [
+                "cameras.live.rtsp",
+                "cameras.live.detectors[0].type",
+                "publishers.kds"
+            ]
+        );
     }
 }

@@ -1,0 +1,228 @@
+//! The CPU engine: ONNX Runtime through `ort`, loaded at run time (`load-dynamic`).
+//!
+//! The shared library is found without the user setting anything: `ORT_DYLIB_PATH`
+//! when set, else beside the executable, else the copy `scripts/setup.sh` puts in
+//! `.cache/onnxruntime/` (looked up from the executable's directory upwards and from
+//! the working directory), else the system's library path.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::value::{TensorElementType, TensorRef, ValueType};
+
+use super::{parse_names, BatchOutput, Engine, EngineError, ModelSpec};
+
+const BACKEND: &str = "cpu";
+const LIB_NAME: &str = "libonnxruntime.so";
+/// Input size assumed when the model leaves height and width dynamic.
+pub const DEFAULT_INPUT_SIZE: u32 = 640;
+
+/// Where ONNX Runtime's shared library was looked for, in order.
+pub fn library_candidates() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        out.push(PathBuf::from(p));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        let mut dir = exe.parent().map(Path::to_path_buf);
+        if let Some(d) = &dir {
+            out.push(d.join(LIB_NAME));
+        }
+        // target/{debug,release}/[deps/] → the repository's .cache/.
+        for _ in 0..4 {
+            let Some(d) = dir else { break };
+            out.push(d.join(".cache/onnxruntime").join(LIB_NAME));
+            dir = d.parent().map(Path::to_path_buf);
+        }
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        out.push(cwd.join(".cache/onnxruntime").join(LIB_NAME));
+    }
+    for dir in ["/usr/local/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib"] {
+        out.push(Path::new(dir).join(LIB_NAME));
+    }
+    out
+}
+
+/// The ONNX Runtime environment, created once per process from the first library found.
+fn environment() -> Result<Environment, EngineError> {
+    static ENV: OnceLock<Result<Environment, String>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let candidates = library_candidates();
+        let Some(lib) = candidates.iter().find(|p| p.is_file()) else {
+            return Err(format!(
+                "ONNX Runtime ({LIB_NAME}) not found; run scripts/setup.sh or set ORT_DYLIB_PATH (looked in {})",
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        };
+        tracing::info!(library = %lib.display(), "Loading ONNX Runtime.");
+        ort::init_from(lib)
+            .map_err(|e| format!("cannot load {}: {e}", lib.display()))?
+            .with_name("kvs-infer")
+            .with_telemetry(false)
+            .build()
+            .map_err(|e| format!("cannot start ONNX Runtime from {}: {e}", lib.display()))
+    })
+    .clone()
+    .map_err(|reason| EngineError::Unavailable {
+        backend: BACKEND,
+        reason,
+    })
+}
+
+/// One ONNX Runtime session on the CPU.
+pub struct OrtEngine {
+    session: Session,
+    spec: ModelSpec,
+}
+
+impl OrtEngine {
+    /// Loads `path` with `intra_threads` threads and checks it is a YOLOv8-style detector.
+    pub fn load(path: &Path, intra_threads: usize) -> Result<Self, EngineError> {
+        let model_err = |message: String| EngineError::Model {
+            model: path.to_owned(),
+            message,
+        };
+        if !path.is_file() {
+            return Err(model_err("file not found".into()));
+        }
+        let env = environment()?;
+        let session = Session::builder(&env)
+            .and_then(|b| Ok(b.with_intra_threads(intra_threads.max(1))?))
+            .and_then(|b| Ok(b.with_inter_threads(1)?))
+            .and_then(|mut b| b.commit_from_file(path))
+            .map_err(|e| model_err(format!("ONNX Runtime cannot load it: {e}")))?;
+        let spec = inspect(path, &session).map_err(model_err)?;
+        Ok(Self { session, spec })
+    }
+}
+
+fn dims(value: &ValueType) -> Option<(TensorElementType, Vec<i64>)> {
+    Some((
+        value.tensor_type()?,
+        value.tensor_shape()?.iter().copied().collect(),
+    ))
+}
+
+/// Reads input size, batch limit and class names, and checks the YOLOv8 layout:
+/// one f32 NCHW image input, one `[batch, 4 + classes (+ masks), anchors]` output.
+fn inspect(path: &Path, session: &Session) -> Result<ModelSpec, String> {
+    const NOT_YOLO: &str = "is not a YOLOv8-style detector";
+    let [input] = session.inputs() else {
+        return Err(format!(
+            "{NOT_YOLO}: it has {} inputs, expected 1 image input",
+            session.inputs().len()
+        ));
+    };
+    let (ty, shape) =
+        dims(input.dtype()).ok_or_else(|| format!("{NOT_YOLO}: its input is not a tensor"))?;
+    if ty != TensorElementType::Float32 || shape.len() != 4 || !(shape[1] == 3 || shape[1] < 0) {
+        return Err(format!("{NOT_YOLO}: input {:?} is {ty:?} {shape:?}, expected float32 [batch, 3, height, width]", input.name()));
+    }
+    let size = |d: i64| if d > 0 { d as u32 } else { DEFAULT_INPUT_SIZE };
+    let (height, width) = (size(shape[2]), size(shape[3]));
+    let max_batch = (shape[0] > 0).then_some(shape[0] as u32);
+
+    let output = session
+        .outputs()
+        .first()
+        .ok_or_else(|| format!("{NOT_YOLO}: it has no output"))?;
+    let (ty, out_shape) =
+        dims(output.dtype()).ok_or_else(|| format!("{NOT_YOLO}: its output is not a tensor"))?;
+    if ty != TensorElementType::Float32 || out_shape.len() != 3 {
+        return Err(format!(
+            "{NOT_YOLO}: output {:?} is {ty:?} {out_shape:?}, expected float32 [batch, 4 + classes, anchors]",
+            output.name()
+        ));
+    }
+    let channels = out_shape[1];
+    let names = session
+        .metadata()
+        .ok()
+        .and_then(|m| m.custom("names"))
+        .and_then(|text| parse_names(&text));
+    let names = match (names, channels) {
+        (Some(names), c) if c < 0 || names.len() + 4 <= c as usize => names,
+        (Some(names), c) => {
+            return Err(format!(
+                "{NOT_YOLO}: output has {c} channels but the `names` metadata lists {} classes (needs 4 + classes)",
+                names.len()
+            ))
+        }
+        (None, c) if c > 4 => (0..c - 4).map(|i| format!("class_{i}")).collect(),
+        (None, c) => return Err(format!("{NOT_YOLO}: output has {c} channels and no `names` metadata")),
+    };
+    if names.is_empty() {
+        return Err(format!("{NOT_YOLO}: it has no classes"));
+    }
+    Ok(ModelSpec {
+        path: path.to_owned(),
+        input_name: input.name().to_owned(),
+        width,
+        height,
+        max_batch,
+        names,
+    })
+}
+
+impl Engine for OrtEngine {
+    fn name(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    fn run(
+        &mut self,
+        input: &[f32],
+        batch: usize,
+        output: &mut BatchOutput,
+    ) -> Result<(), EngineError> {
+        let run_err = |message: String| EngineError::Run {
+            model: self.spec.path.clone(),
+            batch,
+            message,
+        };
+        let shape = [
+            batch as i64,
+            3,
+            i64::from(self.spec.height),
+            i64::from(self.spec.width),
+        ];
+        let tensor =
+            TensorRef::from_array_view((shape, input)).map_err(|e| run_err(e.to_string()))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![self.spec.input_name.as_str() => tensor])
+            .map_err(|e| run_err(e.to_string()))?;
+        let (out_shape, data) = outputs[0]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| run_err(e.to_string()))?;
+        let [b, c, a] = out_shape[..] else {
+            return Err(run_err(format!(
+                "output shape {:?} is not 3-D",
+                &out_shape[..]
+            )));
+        };
+        if b as usize != batch || c < 5 {
+            return Err(run_err(format!(
+                "unexpected output shape {:?}",
+                &out_shape[..]
+            )));
+        }
+        output.data.clear();
+        output.data.extend_from_slice(data);
+        output.batch = batch;
+        output.channels = c as usize;
+        output.anchors = a as usize;
+        Ok(())
+    }
+}

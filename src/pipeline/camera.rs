@@ -1,0 +1,327 @@
+//! One camera: an ingest thread (source → decoder → scheduler) supervised with
+//! exponential backoff, and a results task (detections → detectors → events →
+//! publishers).
+//!
+//! The ingest thread blocks on reads and decoding, so it is an OS thread, not a task.
+//! It stops when intake is cancelled. The results task ends by itself once the
+//! thread and every queued job for this camera are gone (its channel closes), which is
+//! what lets shutdown drain in-flight batches before the publishers flush.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::Readiness;
+use crate::config::{CameraConfig, SourceRef};
+use crate::decode::ffmpeg::FfmpegDecoder;
+use crate::decode::{Decoder, Frame, FrameSelector};
+use crate::detect::Detector;
+use crate::ingest::file::FileSource;
+use crate::ingest::synthetic::SyntheticFrames;
+use crate::ingest::{now_epoch_ms, FrameSource};
+use crate::publish::{new_event_id, Event, Published, Publisher, EVENT_SCHEMA};
+use crate::scheduler::{InferResult, Job, ModelQueue, Reply};
+use crate::telemetry::CameraMetrics;
+
+/// Attempts at a file source before the camera is marked failed.
+const FILE_MAX_ATTEMPTS: u32 = 3;
+/// Longest pause between reconnect attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Everything one camera's ingest thread needs.
+pub struct Ingest {
+    /// Camera index in the pipeline.
+    pub index: usize,
+    /// Camera id from the config.
+    pub id: String,
+    /// Its config.
+    pub config: CameraConfig,
+    /// The queues of the models its detectors use.
+    pub queues: Vec<ModelQueue>,
+    /// Where its results come back.
+    pub reply: Reply,
+    /// Its instruments.
+    pub metrics: CameraMetrics,
+    /// Marks it started at the first frame.
+    pub readiness: Arc<Readiness>,
+    /// Cancelled when intake stops.
+    pub stop: CancellationToken,
+    /// The runtime, for the few async waits the thread makes.
+    pub runtime: Handle,
+}
+
+enum Outcome {
+    /// A finite source reached its end.
+    Ended,
+    /// Intake was cancelled.
+    Stopped,
+}
+
+impl Ingest {
+    /// Runs until intake stops, a finite source ends, or the camera gives up.
+    pub fn run(self) {
+        let source_kind = self.config.source().map_or("none", |s| s.kind());
+        let _span =
+            tracing::info_span!("camera", camera_id = %self.id, source = source_kind).entered();
+        for queue in &self.queues {
+            queue.add_camera();
+        }
+        // Offline sources wait for a free slot per model rather than being replaced.
+        let offline = matches!(self.config.source(), Some(SourceRef::File(f)) if !f.realtime);
+        let slots: Vec<Arc<Semaphore>> = self
+            .queues
+            .iter()
+            .map(|_| Arc::new(Semaphore::new(1)))
+            .collect();
+        let max_attempts = match self.config.source() {
+            Some(SourceRef::File(_)) => Some(FILE_MAX_ATTEMPTS),
+            Some(SourceRef::Kvs(k)) => k.max_retries.map(|r| r + 1),
+            _ => None,
+        };
+        let base_delay = match self.config.source() {
+            Some(SourceRef::Kvs(k)) => Duration::from_secs_f64(k.retry_delay_sec),
+            _ => Duration::from_secs(1),
+        };
+        let mut failures = 0u32;
+        loop {
+            let result = self.run_once(offline.then_some(&slots[..]), &mut failures);
+            self.metrics.alive(false);
+            match result {
+                Ok(Outcome::Stopped) => break,
+                Ok(Outcome::Ended) => {
+                    tracing::info!("Source ended.");
+                    break;
+                }
+                Err(message) => {
+                    failures += 1;
+                    if max_attempts.is_some_and(|max| failures >= max) {
+                        tracing::error!(attempts = failures, error = %message, "Camera failed; giving up on it. Other cameras go on.");
+                        break;
+                    }
+                    let delay = backoff(base_delay, failures);
+                    tracing::warn!(attempt = failures, delay_ms = delay.as_millis() as u64, error = %message, "Stream failed; reconnecting.");
+                    let stopped = self.runtime.block_on(async {
+                        tokio::select! {
+                            () = self.stop.cancelled() => true,
+                            () = tokio::time::sleep(delay) => false,
+                        }
+                    });
+                    if stopped {
+                        break;
+                    }
+                }
+            }
+        }
+        // During shutdown the queues drain everything; otherwise stop waiting for us.
+        if !self.stop.is_cancelled() {
+            for queue in &self.queues {
+                queue.remove_camera();
+            }
+        }
+    }
+
+    fn run_once(
+        &self,
+        slots: Option<&[Arc<Semaphore>]>,
+        failures: &mut u32,
+    ) -> Result<Outcome, String> {
+        let selector = FrameSelector::new(self.config.fps_target);
+        match self.config.source() {
+            Some(SourceRef::File(f)) => {
+                let mut source =
+                    FileSource::open(&f.path, f.loop_, f.realtime).map_err(|e| e.to_string())?;
+                let mut decoder =
+                    FfmpegDecoder::new(source.info(), selector, 1).map_err(|e| e.to_string())?;
+                tracing::info!(path = %f.path.display(), codec = ?source.info().codec, fps = source.info().fps, "Source opened.");
+                self.pump(&mut source, &mut decoder, slots, failures)
+            }
+            Some(SourceRef::Synthetic(s)) => {
+                let mut frames = SyntheticFrames::new(s.width, s.height, s.fps);
+                let mut selector = selector;
+                loop {
+                    if self.stop.is_cancelled() {
+                        return Ok(Outcome::Stopped);
+                    }
+                    let frame = frames.next_frame();
+                    if selector.keep(frame.pts_90k) && !self.submit(frame, slots, failures) {
+                        return Ok(Outcome::Stopped);
+                    }
+                }
+            }
+            Some(other) => Err(format!("{} sources are not built yet", other.kind())),
+            None => Err("no source configured".into()),
+        }
+    }
+
+    fn pump(
+        &self,
+        source: &mut dyn FrameSource,
+        decoder: &mut dyn Decoder,
+        slots: Option<&[Arc<Semaphore>]>,
+        failures: &mut u32,
+    ) -> Result<Outcome, String> {
+        loop {
+            if self.stop.is_cancelled() {
+                return Ok(Outcome::Stopped);
+            }
+            let unit = self
+                .runtime
+                .block_on(source.next_access_unit())
+                .map_err(|e| e.to_string())?;
+            let frames = match &unit {
+                Some(unit) => decoder.decode(unit).map_err(|e| e.to_string())?,
+                None => decoder.flush().map_err(|e| e.to_string())?,
+            };
+            for frame in frames {
+                if !self.submit(frame, slots, failures) {
+                    return Ok(Outcome::Stopped);
+                }
+            }
+            if unit.is_none() {
+                return Ok(Outcome::Ended);
+            }
+        }
+    }
+
+    /// Sends a frame to every model queue; false once intake has stopped.
+    fn submit(&self, frame: Frame, slots: Option<&[Arc<Semaphore>]>, failures: &mut u32) -> bool {
+        if *failures > 0 || !self.readiness.is_started(&self.id) {
+            *failures = 0;
+            self.metrics.alive(true);
+            self.readiness.mark_started(&self.id);
+            tracing::info!(
+                width = frame.width,
+                height = frame.height,
+                "Frames flowing."
+            );
+        }
+        let frame = Arc::new(frame);
+        for (i, queue) in self.queues.iter().enumerate() {
+            let permit = match slots {
+                Some(slots) => {
+                    let slot = slots[i].clone();
+                    let permit = self.runtime.block_on(async {
+                        tokio::select! {
+                            p = slot.acquire_owned() => p.ok(),
+                            () = self.stop.cancelled() => None,
+                        }
+                    });
+                    match permit {
+                        Some(p) => Some(p),
+                        None => return false,
+                    }
+                }
+                None => None,
+            };
+            let job = Job {
+                camera: self.index,
+                frame: frame.clone(),
+                reply: self.reply.clone(),
+                permit,
+            };
+            if queue.submit(job).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Exponential backoff with ±20% jitter, capped.
+fn backoff(base: Duration, failures: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    let capped = exp.min(MAX_BACKOFF);
+    // Jitter from the clock's low bits: enough to spread reconnect storms.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let factor = 0.8 + f64::from(nanos % 1000) / 1000.0 * 0.4;
+    capped.mul_f64(factor)
+}
+
+/// One camera's detectors, each bound to the model queue index it listens to.
+pub struct Results {
+    /// Camera id.
+    pub id: String,
+    /// (model index, model file, detector).
+    pub detectors: Vec<(usize, String, Box<dyn Detector>)>,
+    /// Where events go.
+    pub publishers: Vec<Arc<dyn Publisher>>,
+    /// Its instruments.
+    pub metrics: CameraMetrics,
+}
+
+impl Results {
+    /// Consumes results until every sender (the ingest thread and queued jobs) is gone.
+    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<InferResult>) {
+        while let Some(result) = rx.recv().await {
+            let latency_ms = result
+                .ready_at
+                .saturating_duration_since(result.frame.received_at)
+                .as_secs_f64()
+                * 1000.0;
+            self.metrics.frames(1);
+            self.metrics.latency_ms(latency_ms);
+            let detected_at_ms = now_epoch_ms();
+            for (model, model_name, detector) in &mut self.detectors {
+                if *model != result.model {
+                    continue;
+                }
+                for finding in detector.observe(&result.detections) {
+                    let event = Arc::new(Event {
+                        event_id: new_event_id(result.frame.wall_ms),
+                        schema: EVENT_SCHEMA.to_owned(),
+                        camera_id: self.id.clone(),
+                        event_type: finding.event_type.to_owned(),
+                        ts_ms: result.frame.wall_ms,
+                        pts_ms: result.frame.pts_ms(),
+                        detected_at_ms,
+                        detections: finding.detections,
+                        plate: finding.plate,
+                        model: model_name.clone(),
+                        snapshot: None,
+                    });
+                    self.metrics.events(finding.event_type, 1);
+                    tracing::info!(
+                        camera_id = %self.id,
+                        event_id = %event.event_id,
+                        event_type = finding.event_type,
+                        detections = event.detections.len(),
+                        latency_ms = latency_ms.round() as u64,
+                        batch_size = result.batch_size,
+                        "Event."
+                    );
+                    for publisher in &self.publishers {
+                        let item = Published {
+                            event: event.clone(),
+                            frame: Some(result.frame.clone()),
+                        };
+                        if let Err(e) = publisher.publish(item) {
+                            tracing::warn!(sink = publisher.name(), error = %e, "Event not queued.");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        let base = Duration::from_secs(1);
+        for (failures, nominal) in [(1, 1.0), (2, 2.0), (3, 4.0), (10, 60.0)] {
+            let d = backoff(base, failures).as_secs_f64();
+            assert!(
+                d >= nominal * 0.8 - 1e-9 && d <= nominal * 1.2 + 1e-9,
+                "{failures}: {d}"
+            );
+        }
+    }
+}

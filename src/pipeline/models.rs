@@ -1,0 +1,148 @@
+//! Loading models before any camera starts: one queue per distinct model file, with
+//! its engine instances, batch limits and decoding thresholds derived from the
+//! detectors that use it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Backend, Config, DetectorConfig, EngineConfig};
+use crate::engine::onnx::OrtEngine;
+use crate::engine::{Engine, EngineError};
+use crate::postprocess::yolo::DecodeParams;
+use crate::scheduler::{Limits, ModelQueue, QueueSetup, QueueTask};
+use crate::telemetry::{CameraMetrics, Metrics};
+
+/// The model file a detector runs.
+pub fn model_path(detector: &DetectorConfig) -> PathBuf {
+    match detector {
+        DetectorConfig::Weapon(p) => p.model_path.clone(),
+        DetectorConfig::FireSmoke(p) => p.model_path.clone(),
+        DetectorConfig::Alpr(p) => p.detector_model_path.clone(),
+        DetectorConfig::Yolo(p) => p.model_path.clone(),
+    }
+}
+
+fn thresholds(detector: &DetectorConfig) -> (f32, f32) {
+    match detector {
+        DetectorConfig::Yolo(p) => (p.conf_threshold as f32, p.iou_threshold as f32),
+        DetectorConfig::Weapon(p) => (p.conf_threshold as f32, 0.45),
+        DetectorConfig::FireSmoke(p) => (
+            p.fire_conf_threshold.min(p.smoke_conf_threshold) as f32,
+            0.45,
+        ),
+        DetectorConfig::Alpr(p) => (p.conf_threshold as f32, 0.45),
+    }
+}
+
+/// How many engine instances and threads each, for this host.
+pub fn engine_shape(config: &EngineConfig) -> (usize, usize) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let instances = match config.instances {
+        0 => cores.clamp(1, 4),
+        n => n as usize,
+    };
+    let threads = match config.intra_threads {
+        0 => (cores / instances).max(1),
+        n => n as usize,
+    };
+    (instances, threads)
+}
+
+/// The running model queues, by model path; index order is the `model` of results.
+pub struct Models {
+    /// Queues in index order.
+    pub queues: Vec<ModelQueue>,
+    /// Index of each model file.
+    pub index: BTreeMap<PathBuf, usize>,
+    /// Joined at shutdown.
+    pub tasks: Vec<QueueTask>,
+}
+
+/// Why the models could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelsError {
+    /// A model failed to load or is not a detector we can run.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The configured backend is not in this build.
+    #[error("engine.backend = {0:?} needs the GPU path, which this build does not have yet; use \"cpu\" or \"auto\"")]
+    Backend(Backend),
+}
+
+/// Loads every model the enabled cameras use and starts its queue.
+pub fn start(
+    config: &Config,
+    metrics: &Metrics,
+    cameras: Arc<[CameraMetrics]>,
+) -> Result<Models, ModelsError> {
+    match config.engine.backend {
+        Backend::Cpu => {}
+        Backend::Auto => tracing::info!(
+            backend = "cpu",
+            "Using the CPU engine (this build has no GPU path yet)."
+        ),
+        other => return Err(ModelsError::Backend(other)),
+    }
+    let mut decode: BTreeMap<PathBuf, DecodeParams> = BTreeMap::new();
+    for (_, camera) in config.enabled_cameras() {
+        for detector in &camera.detectors {
+            let (conf, iou) = thresholds(detector);
+            decode
+                .entry(model_path(detector))
+                .and_modify(|p| p.conf_threshold = p.conf_threshold.min(conf))
+                .or_insert(DecodeParams {
+                    conf_threshold: conf,
+                    iou_threshold: iou,
+                    ..DecodeParams::default()
+                });
+        }
+    }
+    let (instances, threads) = engine_shape(&config.engine);
+    let mut models = Models {
+        queues: Vec::new(),
+        index: BTreeMap::new(),
+        tasks: Vec::new(),
+    };
+    for (i, (path, params)) in decode.into_iter().enumerate() {
+        let engines = (0..instances)
+            .map(|_| OrtEngine::load(&path, threads).map(|e| Box::new(e) as Box<dyn Engine>))
+            .collect::<Result<Vec<_>, _>>()?;
+        let spec = engines[0].spec();
+        let label = path
+            .file_stem()
+            .map_or_else(|| format!("model{i}"), |s| s.to_string_lossy().into_owned());
+        let max_batch = (config.scheduler.max_batch_size as usize)
+            .min(spec.max_batch.map_or(usize::MAX, |b| b as usize))
+            .max(1);
+        tracing::info!(
+            model = %path.display(),
+            input = format!("{}x{}", spec.width, spec.height),
+            classes = spec.names.len(),
+            instances,
+            intra_threads = threads,
+            max_batch,
+            "Model loaded."
+        );
+        let limits = Limits {
+            max_batch_size: max_batch,
+            preferred_batch_size: (config.scheduler.preferred_batch_size as usize).min(max_batch),
+            max_queue_delay: Duration::from_millis(config.scheduler.max_queue_delay_ms),
+            max_staleness: Duration::from_millis(config.scheduler.max_staleness_ms),
+        };
+        let (queue, task) = ModelQueue::start(QueueSetup {
+            model: i,
+            metrics: metrics.model(&label),
+            label,
+            limits,
+            engines,
+            decode: params,
+            cameras: cameras.clone(),
+        });
+        models.index.insert(path, i);
+        models.queues.push(queue);
+        models.tasks.push(task);
+    }
+    Ok(models)
+}

@@ -1,0 +1,105 @@
+//! The ONNX Runtime engine on the real model and clip: a batch of images gives the
+//! same detections as each image run alone.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::fixture;
+use kvs_infer::decode::ffmpeg::FfmpegDecoder;
+use kvs_infer::decode::{Decoder, Frame, FrameSelector};
+use kvs_infer::engine::onnx::OrtEngine;
+use kvs_infer::engine::{BatchOutput, Engine};
+use kvs_infer::ingest::file::FileSource;
+use kvs_infer::ingest::FrameSource;
+use kvs_infer::postprocess::yolo::{decode, DecodeParams};
+use kvs_infer::postprocess::Detection;
+use kvs_infer::preprocess::cpu::letterbox_into;
+
+/// `count` frames spread over the clip (one per second).
+fn frames(clip: &std::path::Path, count: usize) -> Vec<Arc<Frame>> {
+    let mut source = FileSource::open(clip, false, false).unwrap();
+    let mut decoder = FfmpegDecoder::new(source.info(), FrameSelector::new(1.0), 1).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut out = Vec::new();
+    while out.len() < count {
+        let unit = runtime
+            .block_on(source.next_access_unit())
+            .unwrap()
+            .expect("clip too short");
+        out.extend(decoder.decode(&unit).unwrap().into_iter().map(Arc::new));
+    }
+    out.truncate(count);
+    out
+}
+
+fn detect(engine: &mut OrtEngine, frames: &[Arc<Frame>]) -> Vec<Vec<Detection>> {
+    let spec = engine.spec().clone();
+    let slot = 3 * (spec.width * spec.height) as usize;
+    let mut input = vec![0.0; slot * frames.len()];
+    let boxes: Vec<_> = frames
+        .iter()
+        .enumerate()
+        .map(|(k, f)| {
+            letterbox_into(
+                f,
+                spec.width,
+                spec.height,
+                &mut input[k * slot..(k + 1) * slot],
+            )
+        })
+        .collect();
+    let mut output = BatchOutput::default();
+    engine.run(&input, frames.len(), &mut output).unwrap();
+    (0..frames.len())
+        .map(|k| {
+            decode(
+                output.image(k),
+                output.anchors,
+                &spec.names,
+                &DecodeParams::default(),
+                &boxes[k],
+                (frames[k].width, frames[k].height),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_batch_equals_each_image_run_alone() {
+    let (Some(clip), Some(model)) = (
+        fixture("video/person-motorcycle-720p.mp4"),
+        fixture("models/yolov8n-coco.onnx"),
+    ) else {
+        return;
+    };
+    let mut engine = OrtEngine::load(&model, 2).unwrap();
+    assert_eq!(engine.spec().names.len(), 80);
+    assert_eq!((engine.spec().width, engine.spec().height), (640, 640));
+    let frames = frames(&clip, 4);
+    let batched = detect(&mut engine, &frames);
+    for (k, frame) in frames.iter().enumerate() {
+        let alone = detect(&mut engine, std::slice::from_ref(frame)).remove(0);
+        assert_eq!(alone.len(), batched[k].len(), "image {k}");
+        assert!(
+            alone.iter().any(|d| d.label == "person"),
+            "image {k}: {alone:?}"
+        );
+        assert!(
+            alone.iter().any(|d| d.label == "motorcycle"),
+            "image {k}: {alone:?}"
+        );
+        for (a, b) in alone.iter().zip(&batched[k]) {
+            assert_eq!(a.label, b.label);
+            for (x, y) in a.bbox.iter().zip(b.bbox) {
+                assert!(
+                    (x - y).abs() <= 1e-3 * x.abs().max(1.0),
+                    "image {k}: {a:?} vs {b:?}"
+                );
+            }
+            assert!((a.confidence - b.confidence).abs() <= 1e-3);
+        }
+    }
+}
