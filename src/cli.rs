@@ -42,4 +42,37 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         config: PathBuf,
     },
+    /// Measure the pipeline against the raw engine on this host (CPU): images/s,
+    /// frames/s with C cameras, their ratio, p50/p99 latency and peak RSS.
+    Bench {
+        /// ONNX model to run.
+        #[arg(
+            long,
+            value_name = "PATH",
+            default_value = ".cache/demo/yolov8n-coco.onnx"
+        )]
+        model: PathBuf,
+        /// Clip every camera reads (looped, unthrottled).
+        #[arg(
+            long,
+            value_name = "PATH",
+            default_value = ".cache/demo/person-motorcycle-720p.mp4"
+        )]
+        clip: PathBuf,
+        /// Camera counts to run, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "4,8")]
+        cameras: Vec<usize>,
+        /// Largest batch the scheduler forms.
+        #[arg(long, default_value_t = 8)]
+        max_batch: usize,
+        /// Measured seconds per figure.
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+        /// Unmeasured warm-up seconds before each figure.
+        #[arg(long, default_value_t = 5.0)]
+        warmup: f64,
+        /// Also write the report as JSON to this file.
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+    },
 }

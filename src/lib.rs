@@ -33,6 +33,7 @@ pub mod detect;
 
 pub mod publish;
 
+pub mod bench;
 pub mod cli;
 pub mod http;
 pub mod pipeline;

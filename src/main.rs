@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::Parser;
+use kvs_infer::bench::BenchArgs;
 use kvs_infer::cli::{Cli, Command};
 use kvs_infer::config::{self, Config, ConfigError, LoadError};
 use kvs_infer::pipeline::{self, Options, RunError, StartError};
@@ -23,7 +24,51 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::CheckConfig { ref config }) => check_config(config),
+        Some(Command::Bench {
+            model,
+            clip,
+            cameras,
+            max_batch,
+            seconds,
+            warmup,
+            json,
+        }) => bench(
+            &BenchArgs {
+                model,
+                clip,
+                cameras,
+                max_batch,
+                seconds,
+                warmup,
+            },
+            json.as_deref(),
+        ),
         None => serve(cli),
+    }
+}
+
+fn bench(args: &BenchArgs, json: Option<&Path>) -> ExitCode {
+    if let Ok(level) = std::env::var("LOG_LEVEL") {
+        if let Ok(level) = level.parse::<LogLevel>() {
+            init_logging(level);
+        }
+    }
+    match kvs_infer::bench::run(args) {
+        Ok(report) => {
+            print!("{}", kvs_infer::bench::table(&report));
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+                if let Err(e) = std::fs::write(path, text) {
+                    eprintln!("kvs-infer: error: cannot write {}: {e}", path.display());
+                    return ExitCode::from(EXIT_RUNTIME);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kvs-infer: error: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
     }
 }
 
@@ -124,6 +169,7 @@ fn serve(cli: Cli) -> ExitCode {
     };
     let options = Options {
         http_addr: cli.http,
+        probe: None,
     };
     let result = runtime.block_on(async move {
         let token = shutdown::install().map_err(|e| {

@@ -252,6 +252,8 @@ pub struct Results {
     pub publishers: Vec<Arc<dyn Publisher>>,
     /// Its instruments.
     pub metrics: CameraMetrics,
+    /// The benchmark's probe, when one is running.
+    pub probe: Option<Arc<super::Probe>>,
 }
 
 impl Results {
@@ -265,6 +267,9 @@ impl Results {
                 * 1000.0;
             self.metrics.frames(1);
             self.metrics.latency_ms(latency_ms);
+            if let Some(probe) = &self.probe {
+                probe.record(latency_ms);
+            }
             let detected_at_ms = now_epoch_ms();
             for (model, model_name, detector) in &mut self.detectors {
                 if *model != result.model {

@@ -67,6 +67,38 @@ impl Readiness {
 pub struct Options {
     /// Where the HTTP server listens.
     pub http_addr: SocketAddr,
+    /// Exact per-frame figures for `kvs-infer bench`; `None` in normal operation.
+    pub probe: Option<Arc<Probe>>,
+}
+
+/// Per-frame figures the benchmark reads while the pipeline runs: a frame count and
+/// every frame's latency (the metrics' histogram buckets are too coarse for p99).
+#[derive(Debug, Default)]
+pub struct Probe {
+    frames: std::sync::atomic::AtomicU64,
+    latencies_ms: Mutex<Vec<f32>>,
+}
+
+impl Probe {
+    /// Records one processed frame.
+    pub fn record(&self, latency_ms: f64) {
+        self.frames
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.latencies_ms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(latency_ms as f32);
+    }
+
+    /// Frames processed so far.
+    pub fn frames(&self) -> u64 {
+        self.frames.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Takes the latencies recorded so far, leaving none.
+    pub fn take_latencies(&self) -> Vec<f32> {
+        std::mem::take(&mut *self.latencies_ms.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 /// Why the server could not start. The binary exits 2 on these.
@@ -244,6 +276,7 @@ pub async fn run(
             detectors,
             publishers: publishers.clone(),
             metrics: camera_metrics[i].clone(),
+            probe: options.probe.clone(),
         })
         .collect();
 
