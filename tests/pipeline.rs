@@ -116,6 +116,12 @@ fn four_file_cameras_batch_detect_snapshot_and_lose_nothing_on_sigterm() {
         );
         assert!(metrics.contains(&format!("infer_latency_ms_count{{camera_id=\"{camera}\"}}")));
     }
+    for family in kvs_infer::telemetry::names::SEED_FAMILIES {
+        assert!(
+            metrics.contains(&format!("# TYPE {family} ")),
+            "{family} missing from /metrics"
+        );
+    }
     let (status, _, _) = get(server.addr, "/readyz");
     assert_eq!(status, 200);
 
@@ -328,5 +334,42 @@ fn an_unknown_class_or_an_unwritable_output_dir_is_a_clear_start_up_error() {
     assert!(
         stderr.contains("cannot open the local publisher at"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn a_synthetic_camera_runs_through_the_pipeline_without_decoding() {
+    let Some(model) = fixture("models/yolov8n-coco.onnx") else {
+        return;
+    };
+    let dir = temp_dir("synthetic");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[cameras.synth]\nfps_target = 5\nsynthetic = {{ width = 320, height = 240, fps = 10 }}\n\
+             detectors = [{{ type = \"yolo\", params = {{ model_path = {model:?} }} }}]\n",
+            model = model.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut server = Server::start(&["--config", config.to_str().unwrap()], &dir);
+    server
+        .wait_for_message("Frames flowing.", Duration::from_secs(30))
+        .expect("synthetic frames flow");
+    let mut frames = 0.0;
+    for _ in 0..100 {
+        let (_, _, metrics) = get(server.addr, "/metrics");
+        frames = metric(&metrics, "infer_frames_total{camera_id=\"synth\"}").unwrap_or(0.0);
+        if frames >= 3.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(frames >= 3.0, "synthetic frames were not run: {frames}");
+    server.signal(libc::SIGTERM);
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(30)).unwrap().code(),
+        Some(0)
     );
 }
