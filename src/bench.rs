@@ -20,7 +20,7 @@ use crate::config::{parse_str, EngineConfig, Format};
 use crate::decode::ffmpeg::FfmpegDecoder;
 use crate::decode::{Decoder, Frame, FrameSelector};
 use crate::engine::onnx::OrtEngine;
-use crate::engine::{BatchOutput, Engine};
+use crate::engine::{BatchOutput, Engine, ModelKind};
 use crate::ingest::file::FileSource;
 use crate::ingest::FrameSource;
 use crate::pipeline::models::engine_shape;
@@ -190,7 +190,10 @@ fn raw_engine(
     let batch = frames.len();
     let mut engines = Vec::new();
     for _ in 0..instances {
-        engines.push(OrtEngine::load(&args.model, threads).map_err(|e| BenchError(e.to_string()))?);
+        engines.push(
+            OrtEngine::load(&args.model, threads, ModelKind::Detector)
+                .map_err(|e| BenchError(e.to_string()))?,
+        );
     }
     let spec = engines[0].spec().clone();
     let slot = 3 * (spec.width * spec.height) as usize;

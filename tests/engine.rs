@@ -9,7 +9,7 @@ use common::fixture;
 use kvs_infer::decode::ffmpeg::FfmpegDecoder;
 use kvs_infer::decode::{Decoder, Frame, FrameSelector};
 use kvs_infer::engine::onnx::OrtEngine;
-use kvs_infer::engine::{BatchOutput, Engine};
+use kvs_infer::engine::{BatchOutput, Engine, ModelKind};
 use kvs_infer::ingest::file::FileSource;
 use kvs_infer::ingest::FrameSource;
 use kvs_infer::postprocess::yolo::{decode, DecodeParams};
@@ -75,7 +75,7 @@ fn a_batch_equals_each_image_run_alone() {
     ) else {
         return;
     };
-    let mut engine = OrtEngine::load(&model, 2).unwrap();
+    let mut engine = OrtEngine::load(&model, 2, ModelKind::Detector).unwrap();
     assert_eq!(engine.spec().names.len(), 80);
     assert_eq!((engine.spec().width, engine.spec().height), (640, 640));
     let frames = frames(&clip, 4);

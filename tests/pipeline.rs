@@ -35,7 +35,7 @@ deadline_ms = 30000
 [cameras.{id}]
 fps_target = 2
 file = {{ path = {clip:?}, loop = true, realtime = false }}
-detectors = [{{ type = "yolo", params = {{ model_path = {model:?}, conf_threshold = 0.5, classes = ["person", "motorcycle"] }} }}]
+detectors = [{{ type = "yolo", params = {{ model_path = {model:?}, conf_threshold = 0.5, classes = ["person", "motorcycle"], cooldown_sec = 0 }} }}]
 "#,
             clip = clip.display().to_string(),
             model = model.display().to_string(),

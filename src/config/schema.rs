@@ -437,6 +437,9 @@ pub struct WeaponParams {
     /// N: frames out of the last M that must contain a target.
     #[serde(default = "default_confirmation_threshold")]
     pub confirmation_threshold: u32,
+    /// A tracked object emits again at most this often (frame time); 0 = every frame.
+    #[serde(default = "default_cooldown_sec")]
+    pub cooldown_sec: f64,
 }
 
 fn default_conf_threshold() -> f64 {
@@ -450,6 +453,9 @@ fn default_confirmation_threshold() -> u32 {
 }
 fn one() -> u32 {
     1
+}
+fn default_cooldown_sec() -> f64 {
+    10.0
 }
 
 /// `type = "fire_smoke"` params.
@@ -470,6 +476,9 @@ pub struct FireSmokeParams {
     /// N frames of M needed.
     #[serde(default = "one")]
     pub confirmation_threshold: u32,
+    /// A tracked object emits again at most this often (frame time); 0 = every frame.
+    #[serde(default = "default_cooldown_sec")]
+    pub cooldown_sec: f64,
 }
 
 /// `type = "alpr"` params.
@@ -489,6 +498,22 @@ pub struct AlprParams {
     /// Shorter plate texts are discarded.
     #[serde(default = "default_min_text_length")]
     pub min_text_length: u32,
+    /// A tracked plate emits again at most this often (frame time); 0 = every frame.
+    #[serde(default = "default_cooldown_sec")]
+    pub cooldown_sec: f64,
+}
+
+/// Where the PP-OCR recogniser is looked for when `ocr_model_path` is not set
+/// (`scripts/fetch-assets.sh` puts it there).
+pub const DEFAULT_OCR_MODEL_PATH: &str = ".cache/models/ppocr-v4-rec.onnx";
+
+impl AlprParams {
+    /// The OCR model: the configured path, or [`DEFAULT_OCR_MODEL_PATH`].
+    pub fn ocr_model(&self) -> PathBuf {
+        self.ocr_model_path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_OCR_MODEL_PATH))
+    }
 }
 
 fn default_min_text_length() -> u32 {
@@ -518,6 +543,9 @@ pub struct YoloParams {
     pub iou_threshold: f64,
     /// Only these class names make events; all classes when absent.
     pub classes: Option<Vec<String>>,
+    /// A tracked object emits again at most this often (frame time); 0 = every frame.
+    #[serde(default = "default_cooldown_sec")]
+    pub cooldown_sec: f64,
 }
 
 fn default_yolo_conf_threshold() -> f64 {

@@ -262,7 +262,9 @@ impl Validator {
                 target_classes,
                 temporal_window,
                 confirmation_threshold,
+                cooldown_sec,
             }) => {
+                self.cooldown(path, *cooldown_sec);
                 self.model(&format!("{path}.model_path"), model_path);
                 self.unit(&format!("{path}.conf_threshold"), *conf_threshold);
                 if target_classes.is_empty() {
@@ -280,7 +282,9 @@ impl Validator {
                 smoke_conf_threshold,
                 temporal_window,
                 confirmation_threshold,
+                cooldown_sec,
             }) => {
+                self.cooldown(path, *cooldown_sec);
                 self.model(&format!("{path}.model_path"), model_path);
                 self.unit(&format!("{path}.fire_conf_threshold"), *fire_conf_threshold);
                 self.unit(
@@ -295,7 +299,9 @@ impl Validator {
                 ocr_model_path,
                 conf_threshold,
                 min_text_length,
+                cooldown_sec,
             }) => {
+                self.cooldown(path, *cooldown_sec);
                 self.model(&format!("{path}.detector_model_path"), detector_model_path);
                 if let Some(ocr) = ocr_model_path {
                     self.model(&format!("{path}.ocr_model_path"), ocr);
@@ -313,7 +319,9 @@ impl Validator {
                 conf_threshold,
                 iou_threshold,
                 classes,
+                cooldown_sec,
             }) => {
+                self.cooldown(path, *cooldown_sec);
                 self.model(&format!("{path}.model_path"), model_path);
                 self.unit(&format!("{path}.conf_threshold"), *conf_threshold);
                 self.unit(&format!("{path}.iou_threshold"), *iou_threshold);
@@ -328,6 +336,16 @@ impl Validator {
                 }
             }
         }
+    }
+
+    fn cooldown(&mut self, path: &str, seconds: f64) {
+        self.range_f64(
+            &format!("{path}.cooldown_sec"),
+            seconds,
+            0.0,
+            86_400.0,
+            true,
+        );
     }
 
     fn confirmation(&mut self, path: &str, window: u32, threshold: u32) {

@@ -11,9 +11,20 @@ use std::path::PathBuf;
 
 pub use names::parse_names;
 
+/// What a model does, which decides how it is checked, fed and decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ModelKind {
+    /// A YOLOv8-style detector: image in, `[batch, 4 + classes, anchors]` out.
+    Detector,
+    /// A PP-OCR-style text recogniser: line crop in, `[batch, steps, classes]` out.
+    Recognizer,
+}
+
 /// What an engine learned about its model when it loaded it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelSpec {
+    /// What the model does.
+    pub kind: ModelKind,
     /// The model file.
     pub path: PathBuf,
     /// Input tensor name.
@@ -24,11 +35,12 @@ pub struct ModelSpec {
     pub height: u32,
     /// Largest batch the model accepts (`None`: any).
     pub max_batch: Option<u32>,
-    /// Class names, index = class id.
+    /// Detector class names (index = class id), or the recogniser's character list.
     pub names: Vec<String>,
 }
 
-/// The raw output of a batch: `[batch, channels, anchors]`, batch-major.
+/// The raw output of a batch, batch-major: `[batch, channels, anchors]` for a
+/// detector, `[batch, steps, classes]` for a recogniser.
 #[derive(Debug, Clone, Default)]
 pub struct BatchOutput {
     /// Output values.

@@ -12,12 +12,17 @@ use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
-use super::{parse_names, BatchOutput, Engine, EngineError, ModelSpec};
+use super::{parse_names, BatchOutput, Engine, EngineError, ModelKind, ModelSpec};
 
 const BACKEND: &str = "cpu";
 const LIB_NAME: &str = "libonnxruntime.so";
-/// Input size assumed when the model leaves height and width dynamic.
+/// Input size assumed when a detector leaves height and width dynamic.
 pub const DEFAULT_INPUT_SIZE: u32 = 640;
+/// Line height a recogniser is fed when its input height is dynamic (PP-OCR's).
+pub const OCR_INPUT_HEIGHT: u32 = 48;
+/// Line width a recogniser is fed when its input width is dynamic: crops are resized
+/// to the height keeping aspect and padded to this, so crops from every camera batch.
+pub const OCR_INPUT_WIDTH: u32 = 320;
 
 /// Where ONNX Runtime's shared library was looked for, in order.
 pub fn library_candidates() -> Vec<PathBuf> {
@@ -83,8 +88,9 @@ pub struct OrtEngine {
 }
 
 impl OrtEngine {
-    /// Loads `path` with `intra_threads` threads and checks it is a YOLOv8-style detector.
-    pub fn load(path: &Path, intra_threads: usize) -> Result<Self, EngineError> {
+    /// Loads `path` with `intra_threads` threads and checks it is the `kind` of model
+    /// expected.
+    pub fn load(path: &Path, intra_threads: usize, kind: ModelKind) -> Result<Self, EngineError> {
         let model_err = |message: String| EngineError::Model {
             model: path.to_owned(),
             message,
@@ -98,7 +104,11 @@ impl OrtEngine {
             .and_then(|b| Ok(b.with_inter_threads(1)?))
             .and_then(|mut b| b.commit_from_file(path))
             .map_err(|e| model_err(format!("ONNX Runtime cannot load it: {e}")))?;
-        let spec = inspect(path, &session).map_err(model_err)?;
+        let spec = match kind {
+            ModelKind::Detector => inspect(path, &session),
+            ModelKind::Recognizer => inspect_recognizer(path, &session),
+        }
+        .map_err(model_err)?;
         Ok(Self { session, spec })
     }
 }
@@ -162,12 +172,79 @@ fn inspect(path: &Path, session: &Session) -> Result<ModelSpec, String> {
         return Err(format!("{NOT_YOLO}: it has no classes"));
     }
     Ok(ModelSpec {
+        kind: ModelKind::Detector,
         path: path.to_owned(),
         input_name: input.name().to_owned(),
         width,
         height,
         max_batch,
         names,
+    })
+}
+
+/// Checks a PP-OCR-style recogniser: one f32 `[batch, 3, 48, width]` input, one
+/// `[batch, steps, classes]` output, and the character list in the `character`
+/// metadata (newline-separated; class 0 is the CTC blank).
+fn inspect_recognizer(path: &Path, session: &Session) -> Result<ModelSpec, String> {
+    const NOT_OCR: &str = "is not a PP-OCR-style text recogniser";
+    let [input] = session.inputs() else {
+        return Err(format!(
+            "{NOT_OCR}: it has {} inputs, expected 1",
+            session.inputs().len()
+        ));
+    };
+    let (ty, shape) =
+        dims(input.dtype()).ok_or_else(|| format!("{NOT_OCR}: its input is not a tensor"))?;
+    if ty != TensorElementType::Float32 || shape.len() != 4 {
+        return Err(format!(
+            "{NOT_OCR}: input is {ty:?} {shape:?}, expected float32 [batch, 3, 48, width]"
+        ));
+    }
+    let height = if shape[2] > 0 {
+        shape[2] as u32
+    } else {
+        OCR_INPUT_HEIGHT
+    };
+    let width = if shape[3] > 0 {
+        shape[3] as u32
+    } else {
+        OCR_INPUT_WIDTH
+    };
+    let output = session
+        .outputs()
+        .first()
+        .ok_or_else(|| format!("{NOT_OCR}: it has no output"))?;
+    let (_, out_shape) =
+        dims(output.dtype()).ok_or_else(|| format!("{NOT_OCR}: its output is not a tensor"))?;
+    if out_shape.len() != 3 {
+        return Err(format!(
+            "{NOT_OCR}: output is {out_shape:?}, expected [batch, steps, classes]"
+        ));
+    }
+    let charset: Vec<String> = session
+        .metadata()
+        .ok()
+        .and_then(|m| m.custom("character"))
+        .map(|text| text.split('\n').map(str::to_owned).collect())
+        .ok_or_else(|| {
+            format!("{NOT_OCR}: it has no `character` metadata listing its characters")
+        })?;
+    let classes = out_shape[2];
+    if classes > 0 && (charset.len() + 1 > classes as usize || charset.len() + 2 < classes as usize)
+    {
+        return Err(format!(
+            "{NOT_OCR}: output has {classes} classes but `character` lists {} characters",
+            charset.len()
+        ));
+    }
+    Ok(ModelSpec {
+        kind: ModelKind::Recognizer,
+        path: path.to_owned(),
+        input_name: input.name().to_owned(),
+        width,
+        height,
+        max_batch: (shape[0] > 0).then_some(shape[0] as u32),
+        names: charset,
     })
 }
 
@@ -212,7 +289,7 @@ impl Engine for OrtEngine {
                 &out_shape[..]
             )));
         };
-        if b as usize != batch || c < 5 {
+        if b as usize != batch || c < 1 || a < 1 {
             return Err(run_err(format!(
                 "unexpected output shape {:?}",
                 &out_shape[..]

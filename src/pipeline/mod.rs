@@ -4,9 +4,10 @@
 //! every publisher within the deadline → log final figures → stop HTTP.
 //!
 //! Models load before any camera starts, so a missing or broken model is a start-up
-//! error naming the file. Config parts whose stage is not built yet (KVS and RTSP
-//! sources, the AWS publishers, the weapon/fire_smoke/alpr detectors) are refused at
-//! start-up with their config path rather than silently ignored.
+//! error naming the file, and detectors are checked against their models' classes
+//! before anything is written. Config parts whose stage is not built yet (KVS and RTSP
+//! sources, the AWS publishers) are refused at start-up with their config path rather
+//! than silently ignored.
 
 mod camera;
 pub mod models;
@@ -20,13 +21,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{join_key, Config, ConfigError, DetectorConfig, SourceRef};
-use crate::detect::yolo::YoloDetector;
-use crate::detect::Detector;
+use crate::detect;
 use crate::http::{self, AppState};
 use crate::publish::{LocalPublisher, Publisher};
 use crate::telemetry::{CameraMetrics, Telemetry, TelemetryError};
-use camera::{Ingest, Results};
-use models::{model_path, ModelsError};
+use camera::{Bound, Ingest, Results};
+use models::{detection_model, ocr_model, ModelsError};
 
 /// Tracks which enabled cameras have started, for `/readyz`.
 #[derive(Debug, Default)]
@@ -167,17 +167,6 @@ pub fn unsupported(config: &Config) -> Vec<ConfigError> {
                 "KVS and RTSP sources are not built yet; file and synthetic sources are",
             ));
         }
-        for (i, detector) in camera.detectors.iter().enumerate() {
-            if !matches!(detector, DetectorConfig::Yolo(_)) {
-                out.push(ConfigError::new(
-                    format!("{path}.detectors[{i}].type"),
-                    format!(
-                        "the {} detector is not built yet; the generic yolo detector is",
-                        detector.type_name()
-                    ),
-                ));
-            }
-        }
     }
     let p = &config.publishers;
     for (sink, enabled) in [
@@ -229,28 +218,33 @@ pub async fn run(
     // Detectors are checked against their models before anything is written or started.
     let mut camera_detectors = Vec::new();
     for (id, camera) in &cameras {
-        let mut detectors: Vec<(usize, String, Box<dyn Detector>)> = Vec::new();
+        let mut bound = Vec::new();
         for (d, detector) in camera.detectors.iter().enumerate() {
-            let path = model_path(detector);
-            let model = models.index[&path];
-            let names = &models.queues[model].spec().names;
-            let built: Box<dyn Detector> = match detector {
-                DetectorConfig::Yolo(params) => {
-                    Box::new(YoloDetector::new(params, names).map_err(|e| {
-                        StartError::Detector {
-                            path: format!(
-                                "{}.detectors[{d}].params.classes",
-                                join_key("cameras", id)
-                            ),
-                            message: e.to_string(),
-                        }
-                    })?)
-                }
-                _ => unreachable!("refused by unsupported()"),
-            };
-            detectors.push((model, path.display().to_string(), built));
+            let key = detection_model(detector);
+            let model = models.index[&key];
+            let built =
+                detect::build(detector, &models.queues[model].spec().names).map_err(|e| {
+                    let param = match detector {
+                        DetectorConfig::Weapon(_) => "target_classes",
+                        _ => "classes",
+                    };
+                    StartError::Detector {
+                        path: format!("{}.detectors[{d}].params.{param}", join_key("cameras", id)),
+                        message: e.to_string(),
+                    }
+                })?;
+            let ocr = ocr_model(detector).map(|key| {
+                let index = models.index[&key];
+                (index, models.queues[index].clone())
+            });
+            bound.push(Bound {
+                model,
+                model_name: key.0.display().to_string(),
+                detector: built,
+                ocr,
+            });
         }
-        camera_detectors.push(detectors);
+        camera_detectors.push(bound);
     }
 
     let mut publishers: Vec<Arc<dyn Publisher>> = Vec::new();
@@ -272,6 +266,7 @@ pub async fn run(
         .zip(camera_detectors)
         .enumerate()
         .map(|(i, ((id, _), detectors))| Results {
+            index: i,
             id: id.clone(),
             detectors,
             publishers: publishers.clone(),
@@ -291,7 +286,7 @@ pub async fn run(
             let mut used: Vec<usize> = camera
                 .detectors
                 .iter()
-                .map(|d| models.index[&model_path(d)])
+                .map(|d| models.index[&detection_model(d)])
                 .collect();
             used.sort_unstable();
             used.dedup();
@@ -362,6 +357,7 @@ pub async fn run(
         "Stopping intake."
     );
     intake.cancel();
+    let (queues, queue_tasks) = (models.queues, models.tasks);
     let drained = tokio::time::timeout_at(deadline.into(), async {
         let _ = tokio::task::spawn_blocking(move || {
             for thread in ingest_threads {
@@ -369,11 +365,12 @@ pub async fn run(
             }
         })
         .await;
+        // Each queue stops once its last handle is gone and its last job has run: the
+        // camera threads' handles went with them, ours go here, and the OCR stage's go
+        // with the results tasks once every read is answered.
         tracing::info!("Draining in-flight batches.");
-        for queue in &models.queues {
-            queue.drain();
-        }
-        for task in models.tasks {
+        drop(queues);
+        for task in queue_tasks {
             task.join().await;
         }
         while results_tasks.join_next().await.is_some() {}
@@ -455,13 +452,6 @@ mod tests {
         "#;
         let config = parse_str(text, Format::Toml).unwrap();
         let paths: Vec<String> = unsupported(&config).into_iter().map(|e| e.path).collect();
-        assert_eq!(
-            paths,
-            [
-                "cameras.live.rtsp",
-                "cameras.live.detectors[0].type",
-                "publishers.kds"
-            ]
-        );
+        assert_eq!(paths, ["cameras.live.rtsp", "publishers.kds"]);
     }
 }

@@ -1,6 +1,7 @@
-//! Loading models before any camera starts: one queue per distinct model file, with
-//! its engine instances, batch limits and decoding thresholds derived from the
-//! detectors that use it.
+//! Loading models before any camera starts: one queue per distinct (model file, kind),
+//! with its engine instances, batch limits and decoding derived from the detectors
+//! that use it. `alpr` detectors add a recogniser queue (the OCR stage) shared by every
+//! camera, so plate crops from all cameras batch together.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,18 +10,30 @@ use std::time::Duration;
 
 use crate::config::{Backend, Config, DetectorConfig, EngineConfig};
 use crate::engine::onnx::OrtEngine;
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, ModelKind};
 use crate::postprocess::yolo::DecodeParams;
-use crate::scheduler::{Limits, ModelQueue, QueueSetup, QueueTask};
+use crate::scheduler::{Limits, ModelQueue, QueueSetup, QueueTask, Task};
 use crate::telemetry::{CameraMetrics, Metrics};
 
-/// The model file a detector runs.
-pub fn model_path(detector: &DetectorConfig) -> PathBuf {
-    match detector {
+/// A model a detector runs: its file and what it does.
+pub type ModelKey = (PathBuf, ModelKind);
+
+/// The detection model a detector observes.
+pub fn detection_model(detector: &DetectorConfig) -> ModelKey {
+    let path = match detector {
         DetectorConfig::Weapon(p) => p.model_path.clone(),
         DetectorConfig::FireSmoke(p) => p.model_path.clone(),
         DetectorConfig::Alpr(p) => p.detector_model_path.clone(),
         DetectorConfig::Yolo(p) => p.model_path.clone(),
+    };
+    (path, ModelKind::Detector)
+}
+
+/// The recogniser a detector sends crops to, if any.
+pub fn ocr_model(detector: &DetectorConfig) -> Option<ModelKey> {
+    match detector {
+        DetectorConfig::Alpr(p) => Some((p.ocr_model(), ModelKind::Recognizer)),
+        _ => None,
     }
 }
 
@@ -50,12 +63,12 @@ pub fn engine_shape(config: &EngineConfig) -> (usize, usize) {
     (instances, threads)
 }
 
-/// The running model queues, by model path; index order is the `model` of results.
+/// The running model queues; index order is the `model` of results.
 pub struct Models {
     /// Queues in index order.
     pub queues: Vec<ModelQueue>,
-    /// Index of each model file.
-    pub index: BTreeMap<PathBuf, usize>,
+    /// Index of each model.
+    pub index: BTreeMap<ModelKey, usize>,
     /// Joined at shutdown.
     pub tasks: Vec<QueueTask>,
 }
@@ -63,7 +76,7 @@ pub struct Models {
 /// Why the models could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelsError {
-    /// A model failed to load or is not a detector we can run.
+    /// A model failed to load or is not a model of the kind its detector needs.
     #[error(transparent)]
     Engine(#[from] EngineError),
     /// The configured backend is not in this build.
@@ -85,18 +98,25 @@ pub fn start(
         ),
         other => return Err(ModelsError::Backend(other)),
     }
-    let mut decode: BTreeMap<PathBuf, DecodeParams> = BTreeMap::new();
+    let mut tasks: BTreeMap<ModelKey, Task> = BTreeMap::new();
     for (_, camera) in config.enabled_cameras() {
         for detector in &camera.detectors {
             let (conf, iou) = thresholds(detector);
-            decode
-                .entry(model_path(detector))
-                .and_modify(|p| p.conf_threshold = p.conf_threshold.min(conf))
-                .or_insert(DecodeParams {
+            tasks
+                .entry(detection_model(detector))
+                .and_modify(|t| {
+                    if let Task::Detect(p) = t {
+                        p.conf_threshold = p.conf_threshold.min(conf);
+                    }
+                })
+                .or_insert(Task::Detect(DecodeParams {
                     conf_threshold: conf,
                     iou_threshold: iou,
                     ..DecodeParams::default()
-                });
+                }));
+            if let Some(key) = ocr_model(detector) {
+                tasks.insert(key, Task::Recognize);
+            }
         }
     }
     let (instances, threads) = engine_shape(&config.engine);
@@ -105,9 +125,9 @@ pub fn start(
         index: BTreeMap::new(),
         tasks: Vec::new(),
     };
-    for (i, (path, params)) in decode.into_iter().enumerate() {
+    for (i, ((path, kind), task)) in tasks.into_iter().enumerate() {
         let engines = (0..instances)
-            .map(|_| OrtEngine::load(&path, threads).map(|e| Box::new(e) as Box<dyn Engine>))
+            .map(|_| OrtEngine::load(&path, threads, kind).map(|e| Box::new(e) as Box<dyn Engine>))
             .collect::<Result<Vec<_>, _>>()?;
         let spec = engines[0].spec();
         let label = path
@@ -118,6 +138,7 @@ pub fn start(
             .max(1);
         tracing::info!(
             model = %path.display(),
+            kind = ?kind,
             input = format!("{}x{}", spec.width, spec.height),
             classes = spec.names.len(),
             instances,
@@ -131,18 +152,18 @@ pub fn start(
             max_queue_delay: Duration::from_millis(config.scheduler.max_queue_delay_ms),
             max_staleness: Duration::from_millis(config.scheduler.max_staleness_ms),
         };
-        let (queue, task) = ModelQueue::start(QueueSetup {
+        let (queue, queue_task) = ModelQueue::start(QueueSetup {
             model: i,
             metrics: metrics.model(&label),
             label,
             limits,
             engines,
-            decode: params,
+            task,
             cameras: cameras.clone(),
         });
-        models.index.insert(path, i);
+        models.index.insert((path, kind), i);
         models.queues.push(queue);
-        models.tasks.push(task);
+        models.tasks.push(queue_task);
     }
     Ok(models)
 }

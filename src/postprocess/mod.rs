@@ -1,7 +1,8 @@
 //! Postprocess: YOLOv8 output decoding and class-aware NMS ([`yolo`]), boxes mapped back
-//! through the [`crate::preprocess::Letterbox`] into source pixels. CTC decoding for the
-//! OCR stage arrives with the detectors issue.
+//! through the [`crate::preprocess::Letterbox`] into source pixels, and CTC greedy
+//! decoding for the OCR stage ([`ctc`]).
 
+pub mod ctc;
 pub mod yolo;
 
 /// One detection in source-frame pixels.

@@ -103,6 +103,59 @@ pub fn letterbox_into(frame: &Frame, dst_w: u32, dst_h: u32, slot: &mut [f32]) -
     lb
 }
 
+/// Crops `bbox` (source pixels) out of `frame` for a text recogniser: resized to the
+/// slot's height keeping its aspect (width capped at the slot's), BGR, normalised to
+/// `(x / 255 - 0.5) / 0.5`, padded on the right with 0, written CHW into `slot`
+/// (`3 × dst_h × dst_w`). Returns the width used.
+pub fn ocr_crop_into(
+    frame: &Frame,
+    bbox: [f32; 4],
+    dst_w: u32,
+    dst_h: u32,
+    slot: &mut [f32],
+) -> u32 {
+    let area = (dst_w * dst_h) as usize;
+    assert_eq!(slot.len(), 3 * area, "slot is not 3×{dst_h}×{dst_w}");
+    slot.fill(0.0);
+    let (fw, fh) = (frame.width as f32, frame.height as f32);
+    let x1 = bbox[0].clamp(0.0, fw - 1.0);
+    let y1 = bbox[1].clamp(0.0, fh - 1.0);
+    let x2 = bbox[2].clamp(x1 + 1.0, fw);
+    let y2 = bbox[3].clamp(y1 + 1.0, fh);
+    let (cw, ch) = (x2 - x1, y2 - y1);
+    let out_w = ((dst_h as f32 * cw / ch).ceil() as u32).clamp(1, dst_w);
+    let (w, cw_plane) = (frame.width as usize, frame.width as usize / 2);
+    let [yp, up, vp] = &frame.planes;
+    let (plane_b, rest) = slot.split_at_mut(area);
+    let (plane_g, plane_r) = rest.split_at_mut(area);
+    let sx = cw / out_w as f32;
+    let sy = ch / dst_h as f32;
+    let clamp = |v: f32, max: usize| (v.max(0.0) as usize).min(max - 1);
+    for dy in 0..dst_h as usize {
+        let src_y = y1 + (dy as f32 + 0.5) * sy - 0.5;
+        let (y0, fy) = (src_y.floor(), src_y - src_y.floor());
+        let (r0, r1) = (
+            clamp(y0, frame.height as usize),
+            clamp(y0 + 1.0, frame.height as usize),
+        );
+        for dx in 0..out_w as usize {
+            let src_x = x1 + (dx as f32 + 0.5) * sx - 0.5;
+            let (x0, fx) = (src_x.floor(), src_x - src_x.floor());
+            let (c0, c1) = (clamp(x0, w), clamp(x0 + 1.0, w));
+            let luma = |r: usize, c: usize| f32::from(yp[r * w + c]);
+            let yv = (luma(r0, c0) * (1.0 - fx) + luma(r0, c1) * fx) * (1.0 - fy)
+                + (luma(r1, c0) * (1.0 - fx) + luma(r1, c1) * fx) * fy;
+            let ci = (r0 / 2) * cw_plane + c0 / 2;
+            let [r, g, b] = yuv_to_rgb(frame.matrix, yv, f32::from(up[ci]), f32::from(vp[ci]));
+            let o = dy * dst_w as usize + dx;
+            plane_b[o] = b * 2.0 - 1.0;
+            plane_g[o] = g * 2.0 - 1.0;
+            plane_r[o] = r * 2.0 - 1.0;
+        }
+    }
+    out_w
+}
+
 /// Converts a whole frame to packed RGB8 at full resolution (for snapshots).
 pub fn to_rgb8(frame: &Frame) -> Vec<u8> {
     let (w, h) = (frame.width as usize, frame.height as usize);
@@ -183,6 +236,22 @@ mod tests {
         for v in &slot[..16] {
             assert!((v - 0.5).abs() < 0.01, "{v}");
         }
+    }
+
+    #[test]
+    fn ocr_crops_keep_aspect_are_bgr_normalised_and_zero_padded() {
+        // A red frame; crop a 100×25 box into a 48×320 slot: 192 columns used.
+        let frame = flat(200, 100, 81, 90, 240);
+        let mut slot = vec![9.0; 3 * 48 * 320];
+        let used = ocr_crop_into(&frame, [10.0, 10.0, 110.0, 35.0], 320, 48, &mut slot);
+        assert_eq!(used, 192);
+        let at = |c: usize, y: usize, x: usize| slot[c * 48 * 320 + y * 320 + x];
+        assert!(
+            at(0, 20, 50) < -0.98,
+            "blue channel first, and red has none"
+        );
+        assert!(at(2, 20, 50) > 0.98, "red last");
+        assert_eq!(at(0, 20, 200), 0.0, "padding");
     }
 
     #[test]

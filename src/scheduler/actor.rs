@@ -2,12 +2,13 @@
 //! worker thread per engine instance preprocesses, runs and decodes batches.
 //!
 //! Cameras submit [`Job`]s through a cloneable [`ModelQueue`]. The actor forms a batch
-//! only when a worker is idle, so while one worker runs a batch the next is being
-//! formed and preprocessed by another: preprocessing overlaps inference. Results go
-//! back on each job's own reply channel; a job whose channel has closed is dropped
-//! (reason `cancelled`) rather than run.
+//! only when a worker is idle, so while one worker runs a batch the next is formed and
+//! preprocessed by another: preprocessing overlaps inference. Results go back on each
+//! job's own reply channel; a job whose channel has closed is dropped (reason
+//! `cancelled`) rather than run. The actor stops once every handle is gone and every
+//! queued job has run, which is how shutdown drains in-flight work.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
@@ -16,39 +17,126 @@ use tokio::task::JoinHandle;
 use super::state::{Dropped, Entry, Limits, State};
 use crate::decode::Frame;
 use crate::engine::{BatchOutput, Engine, ModelSpec};
+use crate::postprocess::ctc::greedy_decode;
 use crate::postprocess::yolo::{self, DecodeParams};
 use crate::postprocess::Detection;
-use crate::preprocess::cpu::letterbox_into;
+use crate::preprocess::cpu::{letterbox_into, ocr_crop_into};
+use crate::preprocess::Letterbox;
 use crate::telemetry::{CameraMetrics, ModelMetrics};
 
 /// Where a camera receives its results.
 pub type Reply = mpsc::UnboundedSender<InferResult>;
 
-/// One frame for one model, with its way home.
+/// A letterboxed input shared by the jobs of one frame sent to several models with the
+/// same input size: the first worker to preprocess it stores it, the others copy.
+#[derive(Debug, Default)]
+pub struct SharedInput {
+    slot: Mutex<Option<(u32, u32, Arc<[f32]>, Letterbox)>>,
+}
+
+/// What part of the frame a job runs on.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// The whole frame, letterboxed (detectors); optionally shared between models.
+    Frame(Option<Arc<SharedInput>>),
+    /// A box of the frame in source pixels, as a text line (recognisers).
+    Crop([f32; 4]),
+}
+
+/// What a job produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Detections in source pixels, best first.
+    Detections(Vec<Detection>),
+    /// Recognised text (unfiltered) and its mean character probability.
+    Text {
+        /// The text.
+        text: String,
+        /// Mean probability of its characters.
+        confidence: f32,
+    },
+    /// The job was dropped (stale, cancelled or failed) before it ran.
+    Dropped,
+}
+
+/// Sends [`Output::Dropped`] for a job that leaves without a result, so a caller that
+/// waits for each answer (the OCR stage) is never left waiting.
+pub struct DropNotice {
+    reply: Reply,
+    model: usize,
+    frame: Arc<Frame>,
+    tag: u64,
+    armed: bool,
+}
+
+impl DropNotice {
+    /// A notice that answers `tag` on `reply` unless disarmed.
+    pub fn new(reply: Reply, model: usize, frame: Arc<Frame>, tag: u64) -> Self {
+        Self {
+            reply,
+            model,
+            frame,
+            tag,
+            armed: true,
+        }
+    }
+
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for DropNotice {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.reply.send(InferResult {
+                model: self.model,
+                frame: self.frame.clone(),
+                output: Output::Dropped,
+                batch_size: 0,
+                ready_at: Instant::now(),
+                tag: self.tag,
+            });
+        }
+    }
+}
+
+/// One frame (or crop) for one model, with its way home.
 pub struct Job {
-    /// The camera's index in the pipeline.
+    /// Queue key: the camera index for frames (newest replaces older), unique per
+    /// request for crops.
+    pub key: usize,
+    /// The camera's index in the pipeline (for drop counts).
     pub camera: usize,
     /// The decoded frame, shared with the camera (for snapshots).
     pub frame: Arc<Frame>,
+    /// What to run on.
+    pub input: Input,
     /// The camera's result channel.
     pub reply: Reply,
     /// Held by offline sources until the job is taken: their backpressure.
     pub permit: Option<OwnedSemaphorePermit>,
+    /// Echoed in the result: the caller's context.
+    pub tag: u64,
+    /// Answers [`Output::Dropped`] if the job never runs.
+    pub notice: Option<DropNotice>,
 }
 
-/// Detections for one frame from one model.
+/// What one job produced.
 #[derive(Debug)]
 pub struct InferResult {
     /// Which model queue produced it.
     pub model: usize,
     /// The frame.
     pub frame: Arc<Frame>,
-    /// Detections in source pixels, best first.
-    pub detections: Vec<Detection>,
-    /// Size of the batch the frame ran in.
+    /// Detections, text, or the news that it was dropped.
+    pub output: Output,
+    /// Size of the batch it ran in (0 when dropped).
     pub batch_size: usize,
-    /// When the detections were ready.
+    /// When the output was ready.
     pub ready_at: Instant,
+    /// The job's tag.
+    pub tag: u64,
 }
 
 /// The queue is gone (the scheduler has shut down).
@@ -63,16 +151,24 @@ enum Msg {
     Add,
     Remove,
     Submit(Job),
-    Idle(usize),
-    Drain,
 }
 
-/// A handle to one model's queue; clone freely.
+/// A handle to one model's queue; clone freely. The queue runs until every handle is
+/// dropped and its last job has run.
 #[derive(Clone)]
 pub struct ModelQueue {
     tx: mpsc::UnboundedSender<Msg>,
     spec: Arc<ModelSpec>,
     label: Arc<str>,
+}
+
+/// How a queue's workers turn engine output into results.
+#[derive(Debug, Clone)]
+pub enum Task {
+    /// YOLO decoding with these thresholds.
+    Detect(DecodeParams),
+    /// CTC greedy decoding with the model's character list.
+    Recognize,
 }
 
 /// What a model queue needs to run.
@@ -85,8 +181,8 @@ pub struct QueueSetup {
     pub limits: Limits,
     /// One engine per worker thread (all for the same model).
     pub engines: Vec<Box<dyn Engine>>,
-    /// Decoding thresholds.
-    pub decode: DecodeParams,
+    /// How outputs are decoded.
+    pub task: Task,
     /// The model queue's instruments.
     pub metrics: ModelMetrics,
     /// Every camera's instruments, by camera index (for drop counts).
@@ -99,7 +195,7 @@ pub struct QueueTask {
 }
 
 impl QueueTask {
-    /// Waits until every pending and in-flight batch has run and its results are sent.
+    /// Waits until every handle is gone and every queued job has run.
     pub async fn join(self) {
         if let Err(e) = self.actor.await {
             tracing::error!(error = %e, "Scheduler actor failed.");
@@ -113,6 +209,7 @@ impl ModelQueue {
         let spec = Arc::new(setup.engines[0].spec().clone());
         let label: Arc<str> = setup.label.clone().into();
         let (tx, rx) = mpsc::unbounded_channel();
+        let (idle_tx, idle_rx) = mpsc::unbounded_channel();
         let mut workers = Vec::new();
         for (index, engine) in setup.engines.into_iter().enumerate() {
             let (batch_tx, batch_rx) = std::sync::mpsc::channel::<Vec<Entry<Job>>>();
@@ -120,14 +217,13 @@ impl ModelQueue {
                 index,
                 model: setup.model,
                 engine,
-                decode: setup.decode,
+                task: setup.task.clone(),
                 metrics: setup.metrics.clone(),
                 cameras: setup.cameras.clone(),
-                idle: tx.clone(),
+                idle: idle_tx.clone(),
             };
-            let name = format!("engine-{}-{index}", setup.label);
             let handle = std::thread::Builder::new()
-                .name(name)
+                .name(format!("engine-{}-{index}", setup.label))
                 .spawn(move || worker.run(&batch_rx))
                 .expect("spawning an engine thread");
             workers.push((batch_tx, handle));
@@ -138,9 +234,8 @@ impl ModelQueue {
             workers,
             metrics: setup.metrics,
             cameras: setup.cameras,
-            draining: false,
         };
-        let task = tokio::spawn(actor.run(rx));
+        let task = tokio::spawn(actor.run(rx, idle_rx));
         (ModelQueue { tx, spec, label }, QueueTask { actor: task })
     }
 
@@ -159,16 +254,11 @@ impl ModelQueue {
         let _ = self.tx.send(Msg::Remove);
     }
 
-    /// Queues a frame; it may replace the camera's previous pending frame.
+    /// Queues a job; a frame may replace the same camera's previous pending frame.
     pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
         self.tx.send(Msg::Submit(job)).map_err(|_| SubmitError {
             model: self.label.to_string(),
         })
-    }
-
-    /// Shutdown: run whatever is pending at once, then stop when all is done.
-    pub fn drain(&self) {
-        let _ = self.tx.send(Msg::Drain);
     }
 }
 
@@ -184,37 +274,38 @@ struct Actor {
     workers: Vec<WorkerHandle>,
     metrics: ModelMetrics,
     cameras: Arc<[CameraMetrics]>,
-    draining: bool,
 }
 
 impl Actor {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Msg>,
+        mut idle_rx: mpsc::UnboundedReceiver<usize>,
+    ) {
         let mut dropped = Vec::new();
+        let mut open = true;
         loop {
             let deadline = self.state.next_deadline().filter(|_| !self.idle.is_empty());
-            // Outer None: the deadline passed. Inner None: every handle is gone.
-            let msg = match deadline {
-                Some(at) => tokio::select! {
-                    msg = rx.recv() => Some(msg),
-                    () = tokio::time::sleep_until(at.into()) => None,
-                },
-                None => Some(rx.recv().await),
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
             };
-            let now = Instant::now();
-            match msg {
-                Some(Some(Msg::Add)) => self.state.add_camera(),
-                Some(Some(Msg::Remove)) => self.state.remove_camera(),
-                Some(Some(Msg::Submit(job))) => {
-                    let born = job.frame.received_at;
-                    dropped.extend(self.state.push(job.camera, job, born, now));
-                }
-                Some(Some(Msg::Idle(worker))) => self.idle.push(worker),
-                Some(Some(Msg::Drain)) | Some(None) => {
-                    self.draining = true;
-                    self.state.drain();
-                }
-                None => {}
+            tokio::select! {
+                msg = rx.recv(), if open => match msg {
+                    Some(Msg::Add) => self.state.add_camera(),
+                    Some(Msg::Remove) => self.state.remove_camera(),
+                    Some(Msg::Submit(job)) => {
+                        let (key, born) = (job.key, job.frame.received_at);
+                        dropped.extend(self.state.push(key, job, born, Instant::now()));
+                    }
+                    None => open = false,
+                },
+                Some(worker) = idle_rx.recv() => self.idle.push(worker),
+                () = sleep => {}
             }
+            let now = Instant::now();
             while let Some(&worker) = self.idle.last() {
                 let Some(batch) =
                     self.state
@@ -236,7 +327,7 @@ impl Actor {
                     camera.dropped(reason.as_str(), 1);
                 }
             }
-            if self.draining && self.state.is_empty() && self.idle.len() == self.workers.len() {
+            if !open && self.state.is_empty() && self.idle.len() == self.workers.len() {
                 break;
             }
         }
@@ -262,10 +353,10 @@ struct Worker {
     index: usize,
     model: usize,
     engine: Box<dyn Engine>,
-    decode: DecodeParams,
+    task: Task,
     metrics: ModelMetrics,
     cameras: Arc<[CameraMetrics]>,
-    idle: mpsc::UnboundedSender<Msg>,
+    idle: mpsc::UnboundedSender<usize>,
 }
 
 impl Worker {
@@ -274,8 +365,35 @@ impl Worker {
         let mut output = BatchOutput::default();
         while let Ok(batch) = batches.recv() {
             self.run_batch(batch, &mut input, &mut output);
-            if self.idle.send(Msg::Idle(self.index)).is_err() {
+            if self.idle.send(self.index).is_err() {
                 break;
+            }
+        }
+    }
+
+    /// Writes one job's input into its slot; returns the letterbox for detectors.
+    fn prepare(&self, job: &Job, slot: &mut [f32]) -> Option<Letterbox> {
+        let spec = self.engine.spec();
+        let (w, h) = (spec.width, spec.height);
+        match &job.input {
+            Input::Crop(bbox) => {
+                ocr_crop_into(&job.frame, *bbox, w, h, slot);
+                None
+            }
+            Input::Frame(shared) => {
+                if let Some(shared) = shared {
+                    let mut cached = shared.slot.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some((cw, ch, data, lb)) = cached.as_ref() {
+                        if (*cw, *ch) == (w, h) {
+                            slot.copy_from_slice(data);
+                            return Some(*lb);
+                        }
+                    }
+                    let lb = letterbox_into(&job.frame, w, h, slot);
+                    *cached = Some((w, h, Arc::from(&*slot), lb));
+                    return Some(lb);
+                }
+                Some(letterbox_into(&job.frame, w, h, slot))
             }
         }
     }
@@ -288,19 +406,13 @@ impl Worker {
     ) {
         let started = Instant::now();
         let spec = self.engine.spec();
-        let (w, h) = (spec.width, spec.height);
-        let slot = 3 * (w * h) as usize;
+        let slot = 3 * (spec.width * spec.height) as usize;
         input.resize(slot * batch.len(), 0.0);
         let mut jobs = Vec::with_capacity(batch.len());
         let mut boxes = Vec::with_capacity(batch.len());
         for (k, entry) in batch.into_iter().enumerate() {
             let mut job = entry.item;
-            boxes.push(letterbox_into(
-                &job.frame,
-                w,
-                h,
-                &mut input[k * slot..(k + 1) * slot],
-            ));
+            boxes.push(self.prepare(&job, &mut input[k * slot..(k + 1) * slot]));
             // Taken and prepared: an offline source may send its next frame.
             job.permit.take();
             jobs.push(job);
@@ -313,27 +425,41 @@ impl Worker {
                     camera.dropped("engine_error", 1);
                 }
             }
+            // Dropping the jobs sends their drop notices.
             return;
         }
         let names = &self.engine.spec().names;
         let ready_at = Instant::now();
-        for (k, job) in jobs.into_iter().enumerate() {
-            let src = (job.frame.width, job.frame.height);
-            let detections = yolo::decode(
-                output.image(k),
-                output.anchors,
-                names,
-                &self.decode,
-                &boxes[k],
-                src,
-            );
+        for (k, mut job) in jobs.into_iter().enumerate() {
+            let result = match (&self.task, boxes[k]) {
+                (Task::Detect(params), Some(letterbox)) => {
+                    let src = (job.frame.width, job.frame.height);
+                    Output::Detections(yolo::decode(
+                        output.image(k),
+                        output.anchors,
+                        names,
+                        params,
+                        &letterbox,
+                        src,
+                    ))
+                }
+                (Task::Recognize, _) => {
+                    let (text, confidence) = greedy_decode(output.image(k), output.anchors, names);
+                    Output::Text { text, confidence }
+                }
+                (Task::Detect(_), None) => Output::Dropped,
+            };
+            if let Some(notice) = job.notice.take() {
+                notice.disarm();
+            }
             // A camera that has gone away no longer listens; nothing to do then.
             let _ = job.reply.send(InferResult {
                 model: self.model,
                 frame: job.frame,
-                detections,
+                output: result,
                 batch_size: n,
                 ready_at,
+                tag: job.tag,
             });
         }
         self.metrics

@@ -10,5 +10,8 @@
 pub mod actor;
 pub mod state;
 
-pub use actor::{InferResult, Job, ModelQueue, QueueSetup, QueueTask, Reply, SubmitError};
+pub use actor::{
+    DropNotice, InferResult, Input, Job, ModelQueue, Output, QueueSetup, QueueTask, Reply,
+    SharedInput, SubmitError, Task,
+};
 pub use state::{DropReason, Limits};

@@ -5,7 +5,11 @@
 //! batch when enough is waiting (`preferred_batch_size`), when the oldest entry has
 //! waited `max_queue_delay`, or when every active camera already has a frame pending
 //! (nothing more can come, so waiting would only add latency). Batches take up to
-//! `max_batch_size` entries round-robin, starting after the camera served last.
+//! `max_batch_size` entries round-robin, starting after the key served last.
+//!
+//! Entries are keyed by the caller: a camera's index for frames (so a newer frame
+//! replaces the older one), a unique key per request where nothing may be replaced
+//! (OCR crops).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -48,7 +52,7 @@ impl DropReason {
 /// A queued frame.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry<T> {
-    /// The camera that sent it.
+    /// Its key: the camera that sent it, or a unique request key.
     pub camera: usize,
     /// When the frame was received (its age counts from here).
     pub born_at: Instant,
@@ -74,7 +78,6 @@ pub struct State<T> {
     pending: BTreeMap<usize, Entry<T>>,
     active_cameras: usize,
     last_served: Option<usize>,
-    draining: bool,
 }
 
 impl<T> State<T> {
@@ -85,7 +88,6 @@ impl<T> State<T> {
             pending: BTreeMap::new(),
             active_cameras: 0,
             last_served: None,
-            draining: false,
         }
     }
 
@@ -97,11 +99,6 @@ impl<T> State<T> {
     /// Whether nothing is waiting.
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
-    }
-
-    /// Shutdown: from now on whatever is pending goes out at once, nothing waits.
-    pub fn drain(&mut self) {
-        self.draining = true;
     }
 
     /// A camera starts sending frames to this model.
@@ -184,9 +181,10 @@ impl<T> State<T> {
     }
 
     fn ready(&self, now: Instant) -> bool {
-        let everyone_waiting = self.active_cameras > 0 && self.pending.len() >= self.active_cameras;
-        self.draining
-            || self.pending.len() >= self.limits.preferred_batch_size
+        // Nothing more can arrive when every active camera has an entry pending, or
+        // when no camera is active at all (shutdown): waiting would only add latency.
+        let everyone_waiting = self.pending.len() >= self.active_cameras;
+        self.pending.len() >= self.limits.preferred_batch_size
             || everyone_waiting
             || self
                 .oldest_enqueued()

@@ -184,10 +184,11 @@ fn a_camera_that_goes_away_is_not_waited_for_and_its_closed_entries_are_cancelle
 }
 
 #[test]
-fn draining_sends_whatever_is_pending_without_waiting() {
-    let (mut s, t0) = state(10);
-    s.push(4, 0, t0, t0);
+fn with_no_active_camera_left_whatever_is_pending_goes_at_once() {
+    let (mut s, t0) = state(2);
+    s.push(0, 0, t0, t0);
     assert_eq!(batch(&mut s, t0).0, None);
-    s.drain();
-    assert_eq!(batch(&mut s, t0).0, Some(vec![4]));
+    s.remove_camera();
+    s.remove_camera();
+    assert_eq!(batch(&mut s, t0).0, Some(vec![0]));
 }
