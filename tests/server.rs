@@ -124,7 +124,7 @@ fn the_embedded_demo_config_runs_without_any_flag_but_http() {
     // The demo's four cameras start and produce events.
     assert!(
         server
-            .wait_for_message("Event.", Duration::from_secs(60))
+            .wait_for_count("Event.", 1, Duration::from_secs(60))
             .is_some(),
         "no event: {:#?}",
         server.log

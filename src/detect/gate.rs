@@ -2,7 +2,8 @@
 //! processed frames) and de-duplication (IoU tracks; a track emits when confirmed, then
 //! at most once per cooldown while it persists; a new track emits anew).
 //!
-//! Pure and driven by frame time (`ts_ms`), so tests script detection sequences.
+//! Pure and driven by stream time (the frame's pts in ms), so a clip processed faster
+//! than real time keeps the same cooldowns, and tests script detection sequences.
 
 use std::collections::VecDeque;
 
@@ -36,8 +37,26 @@ impl TemporalConfirm {
     }
 }
 
-/// Tracks are matched when boxes of the same label overlap at least this much.
+/// Tracks are matched when boxes of the same label overlap at least this much...
 pub const TRACK_IOU: f32 = 0.3;
+/// ...or, for small or fast objects that moved clear of their last box, when their
+/// centres are within this fraction of the larger box's diagonal.
+pub const TRACK_CENTRE_DISTANCE: f32 = 0.75;
+
+/// How well a detection continues a track: IoU when they overlap enough, else a score
+/// below any IoU match that falls with centre distance; `None` when unrelated.
+fn match_score(a: &[f32; 4], b: &[f32; 4]) -> Option<f32> {
+    let overlap = iou(a, b);
+    if overlap >= TRACK_IOU {
+        return Some(overlap);
+    }
+    let centre = |r: &[f32; 4]| ((r[0] + r[2]) / 2.0, (r[1] + r[3]) / 2.0);
+    let diagonal = |r: &[f32; 4]| (r[2] - r[0]).hypot(r[3] - r[1]);
+    let (ca, cb) = (centre(a), centre(b));
+    let reach = diagonal(a).max(diagonal(b)) * TRACK_CENTRE_DISTANCE;
+    let distance = (ca.0 - cb.0).hypot(ca.1 - cb.1);
+    (reach > 0.0 && distance <= reach).then(|| TRACK_IOU * (1.0 - distance / reach) * 0.99)
+}
 
 #[derive(Debug, Clone)]
 struct Track {
@@ -85,9 +104,8 @@ impl Tracker {
         for (d, det) in detections.iter().enumerate() {
             for (t, track) in self.tracks.iter().enumerate() {
                 if track.label == det.label {
-                    let overlap = iou(&track.bbox, &det.bbox);
-                    if overlap >= TRACK_IOU {
-                        pairs.push((overlap, d, t));
+                    if let Some(score) = match_score(&track.bbox, &det.bbox) {
+                        pairs.push((score, d, t));
                     }
                 }
             }
@@ -136,9 +154,7 @@ impl Tracker {
                 let track = &self.tracks[t];
                 Tracked {
                     track_id: track.id,
-                    due: track
-                        .last_emitted_ms
-                        .is_none_or(|last| ts_ms - last >= self.cooldown_ms),
+                    due: self.cooled_down(track, ts_ms),
                 }
             })
             .collect();
@@ -147,13 +163,20 @@ impl Tracker {
         out
     }
 
+    /// Whether a track may emit at `ts_ms`: never emitted, its cooldown has passed, or
+    /// stream time went backwards (a reconnect) so the old time means nothing.
+    fn cooled_down(&self, track: &Track, ts_ms: i64) -> bool {
+        track
+            .last_emitted_ms
+            .is_none_or(|last| ts_ms < last || ts_ms - last >= self.cooldown_ms)
+    }
+
     /// Whether a live track may emit at `ts_ms`; a forgotten track may (it would be new).
     pub fn is_due(&self, track_id: u64, ts_ms: i64) -> bool {
         self.tracks
             .iter()
             .find(|t| t.id == track_id)
-            .and_then(|t| t.last_emitted_ms)
-            .is_none_or(|last| ts_ms - last >= self.cooldown_ms)
+            .is_none_or(|t| self.cooled_down(t, ts_ms))
     }
 
     /// Records that a track emitted at `ts_ms` (a no-op if it has been forgotten).
@@ -303,6 +326,33 @@ mod tests {
         let again = tracker.step(100, &[det("fire", 1.0), det("smoke", 1.0)], true);
         assert_eq!(again.len(), 2, "cooldown 0 emits every frame");
         assert_eq!(tracker.len(), 2, "matched, not duplicated");
+    }
+
+    #[test]
+    fn a_small_object_moving_clear_of_its_box_keeps_its_track() {
+        let mut tracker = Tracker::new(10.0, 2);
+        let small = |x: f32| Detection {
+            bbox: [x, 0.0, x + 20.0, 40.0],
+            ..det("person", 0.0)
+        };
+        assert_eq!(tracker.step(0, &[small(0.0)], true).len(), 1);
+        // 30 px per frame: no overlap with the last box, but the centre is close.
+        assert!(tracker.step(500, &[small(30.0)], true).is_empty());
+        assert!(tracker.step(1000, &[small(60.0)], true).is_empty());
+        assert_eq!(tracker.len(), 1);
+        // Far away is another object.
+        assert_eq!(
+            tracker.step(1500, &[small(90.0), small(600.0)], true).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn stream_time_going_backwards_does_not_silence_a_track() {
+        let mut tracker = Tracker::new(10.0, 2);
+        assert_eq!(tracker.step(50_000, &[det("gun", 0.0)], true).len(), 1);
+        // A reconnect restarts pts at 0: the track may emit rather than wait 60 s.
+        assert_eq!(tracker.step(0, &[det("gun", 0.0)], true).len(), 1);
     }
 
     #[test]

@@ -50,10 +50,12 @@ pub trait Detector: Send {
     /// The detector's `type` name.
     fn type_name(&self) -> &'static str;
 
-    /// Consumes one processed frame's detections (frame time `ts_ms`).
+    /// Consumes one processed frame's detections; `ts_ms` is the frame's stream time
+    /// (pts in ms), which drives cooldowns.
     fn observe(&mut self, ts_ms: i64, detections: &[Detection]) -> Vec<Action>;
 
-    /// The OCR stage's answer to a [`ReadRequest`] made for the frame at `ts_ms`.
+    /// The OCR stage's answer to a [`ReadRequest`] made for the frame at stream time
+    /// `ts_ms`.
     fn on_text(
         &mut self,
         _ts_ms: i64,

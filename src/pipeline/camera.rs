@@ -332,7 +332,9 @@ impl Results {
         if let Some(probe) = &self.probe {
             probe.record(latency_ms);
         }
-        let ts_ms = result.frame.wall_ms;
+        // Detectors run on stream time, so cooldowns hold when a clip runs faster than
+        // real time.
+        let ts_ms = result.frame.pts_ms();
         let mut findings = Vec::new();
         for (d, bound) in self.detectors.iter_mut().enumerate() {
             if bound.model != result.model {

@@ -128,7 +128,16 @@ pub fn start(
     for (i, ((path, kind), task)) in tasks.into_iter().enumerate() {
         let engines = (0..instances)
             .map(|_| OrtEngine::load(&path, threads, kind).map(|e| Box::new(e) as Box<dyn Engine>))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| match (kind, e) {
+                (ModelKind::Recognizer, EngineError::Model { model, message }) => EngineError::Model {
+                    model,
+                    message: format!(
+                        "{message} (the alpr detector's OCR model: set ocr_model_path, or run scripts/fetch-assets.sh for the default)"
+                    ),
+                },
+                (_, e) => e,
+            })?;
         let spec = engines[0].spec();
         let label = path
             .file_stem()

@@ -31,8 +31,11 @@ pub type Reply = mpsc::UnboundedSender<InferResult>;
 /// same input size: the first worker to preprocess it stores it, the others copy.
 #[derive(Debug, Default)]
 pub struct SharedInput {
-    slot: Mutex<Option<(u32, u32, Arc<[f32]>, Letterbox)>>,
+    slot: Mutex<Option<Prepared>>,
 }
+
+/// A letterboxed input: its width, height, values and transform.
+type Prepared = (u32, u32, Arc<[f32]>, Letterbox);
 
 /// What part of the frame a job runs on.
 #[derive(Debug, Clone)]

@@ -93,6 +93,26 @@ impl Server {
         }
     }
 
+    /// Waits until at least `count` collected log lines have `message == wanted`
+    /// (counting lines already collected); returns the last one.
+    pub fn wait_for_count(
+        &mut self,
+        wanted: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Option<serde_json::Value> {
+        let end = Instant::now() + timeout;
+        loop {
+            let seen: Vec<&serde_json::Value> =
+                self.log.iter().filter(|l| l["message"] == wanted).collect();
+            if seen.len() >= count {
+                return seen.last().map(|v| (*v).clone());
+            }
+            let left = end.checked_duration_since(Instant::now())?;
+            self.wait_for_message(wanted, left)?;
+        }
+    }
+
     /// Sends `signal` to the server process.
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) with a pid we spawned and still own; no memory is involved.
