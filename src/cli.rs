@@ -74,5 +74,23 @@ pub enum Command {
         /// Also write the report as JSON to this file.
         #[arg(long, value_name = "PATH")]
         json: Option<PathBuf>,
+        /// Measure ALPR instead: the OCR stage batched across cameras versus batch 1
+        /// (needs --plate-model, --ocr-model and a --clip with a plate).
+        #[arg(long)]
+        alpr: bool,
+        /// Plate detector for --alpr.
+        #[arg(
+            long,
+            value_name = "PATH",
+            default_value = "../shared/fixtures/models/plate-yolov8n.onnx"
+        )]
+        plate_model: PathBuf,
+        /// Text recogniser for --alpr.
+        #[arg(
+            long,
+            value_name = "PATH",
+            default_value = ".cache/models/ppocr-v4-rec.onnx"
+        )]
+        ocr_model: PathBuf,
     },
 }

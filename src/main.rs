@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::Parser;
-use kvs_infer::bench::BenchArgs;
+use kvs_infer::bench::{AlprArgs, BenchArgs};
 use kvs_infer::cli::{Cli, Command};
 use kvs_infer::config::{self, Config, ConfigError, LoadError};
 use kvs_infer::pipeline::{self, Options, RunError, StartError};
@@ -25,6 +25,27 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig { ref config }) => check_config(config),
         Some(Command::Bench {
+            clip,
+            cameras,
+            seconds,
+            warmup,
+            json,
+            alpr: true,
+            plate_model,
+            ocr_model,
+            ..
+        }) => bench_alpr(
+            &AlprArgs {
+                plate_model,
+                ocr_model,
+                clip,
+                cameras: cameras.iter().copied().max().unwrap_or(4),
+                seconds,
+                warmup,
+            },
+            json.as_deref(),
+        ),
+        Some(Command::Bench {
             model,
             clip,
             cameras,
@@ -32,6 +53,7 @@ fn main() -> ExitCode {
             seconds,
             warmup,
             json,
+            ..
         }) => bench(
             &BenchArgs {
                 model,
@@ -48,28 +70,46 @@ fn main() -> ExitCode {
 }
 
 fn bench(args: &BenchArgs, json: Option<&Path>) -> ExitCode {
-    if let Ok(level) = std::env::var("LOG_LEVEL") {
-        if let Ok(level) = level.parse::<LogLevel>() {
-            init_logging(level);
-        }
-    }
+    bench_logging();
     match kvs_infer::bench::run(args) {
-        Ok(report) => {
-            print!("{}", kvs_infer::bench::table(&report));
-            if let Some(path) = json {
-                let text = serde_json::to_string_pretty(&report).unwrap_or_default();
-                if let Err(e) = std::fs::write(path, text) {
-                    eprintln!("kvs-infer: error: cannot write {}: {e}", path.display());
-                    return ExitCode::from(EXIT_RUNTIME);
-                }
-            }
-            ExitCode::SUCCESS
-        }
+        Ok(report) => bench_report(&kvs_infer::bench::table(&report), &report, json),
         Err(e) => {
             eprintln!("kvs-infer: error: {e}");
             ExitCode::from(EXIT_USAGE)
         }
     }
+}
+
+fn bench_alpr(args: &AlprArgs, json: Option<&Path>) -> ExitCode {
+    bench_logging();
+    match kvs_infer::bench::run_alpr(args) {
+        Ok(report) => bench_report(&kvs_infer::bench::alpr_table(&report), &report, json),
+        Err(e) => {
+            eprintln!("kvs-infer: error: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// Benchmarks are quiet unless LOG_LEVEL asks for logs.
+fn bench_logging() {
+    if let Ok(level) = std::env::var("LOG_LEVEL") {
+        if let Ok(level) = level.parse::<LogLevel>() {
+            init_logging(level);
+        }
+    }
+}
+
+fn bench_report<T: serde::Serialize>(table: &str, report: &T, json: Option<&Path>) -> ExitCode {
+    print!("{table}");
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(report).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("kvs-infer: error: cannot write {}: {e}", path.display());
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// Help and version print as clap formats them; every other parse error is one line.

@@ -383,6 +383,9 @@ impl Results {
         let Output::Text { text, confidence } = &result.output else {
             return;
         };
+        if let Some(probe) = &self.probe {
+            probe.record_read();
+        }
         let ts_ms = result.frame.wall_ms;
         if let Some(finding) = self.detectors[d]
             .detector

@@ -76,6 +76,7 @@ pub struct Options {
 #[derive(Debug, Default)]
 pub struct Probe {
     frames: std::sync::atomic::AtomicU64,
+    reads: std::sync::atomic::AtomicU64,
     latencies_ms: Mutex<Vec<f32>>,
 }
 
@@ -88,6 +89,17 @@ impl Probe {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(latency_ms as f32);
+    }
+
+    /// Records one text read answered by the OCR stage.
+    pub fn record_read(&self) {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Text reads answered so far.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Frames processed so far.
