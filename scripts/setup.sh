@@ -6,9 +6,14 @@
 #   - A Python venv in .cache/venv with the packages our scripts use (onnx).
 #   - ONNX Runtime's shared library from the `onnxruntime` PyPI wheel, in
 #     .cache/onnxruntime/, where the server finds it by itself.
+#   - with --test: promtool (from Debian's prometheus package, unpacked into
+#     .cache/tools/ rather than installed, so no Prometheus daemon is set up).
 # Used by scripts/demo.sh and scripts/test.sh; safe to run by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+FOR_TESTS=0
+[ "${1:-}" = "--test" ] && FOR_TESTS=1
 
 ORT_VERSION=1.32.0
 ONNX_VERSION=1.20.0
@@ -69,5 +74,22 @@ PY
     rm -rf "$tmp"
 fi
 ln -sfn "libonnxruntime.so.$ORT_VERSION" "$ORT_DIR/libonnxruntime.so"
+
+# --- promtool, for the tests of deploy/prometheus/alerts.yml -----------------------------
+if [ "$FOR_TESTS" = 1 ] && ! command -v promtool >/dev/null 2>&1 && [ ! -x "$CACHE/tools/promtool" ]; then
+    log "unpacking promtool from Debian's prometheus package into $CACHE/tools"
+    tmp=$(mktemp -d)
+    chmod 777 "$tmp"
+    if ! (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1); then
+        SUDO=""
+        [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+        $SUDO apt-get update -qq
+        (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1)
+    fi
+    dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
+    mkdir -p "$CACHE/tools"
+    cp "$tmp/x/usr/bin/promtool" "$CACHE/tools/promtool"
+    rm -rf "$tmp"
+fi
 
 log "ok"

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh
+scripts/setup.sh --test
 scripts/fetch-assets.sh
 
 echo "[test] cargo fmt --check" >&2

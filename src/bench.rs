@@ -272,6 +272,7 @@ fn pipeline_run(
     let options = Options {
         http_addr: "127.0.0.1:0".parse().expect("a literal address"),
         probe: Some(probe.clone()),
+        shard: crate::shard::Shard::default(),
     };
     let stop = CancellationToken::new();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -529,6 +530,7 @@ fn alpr_pipeline(args: &AlprArgs, max_batch: usize) -> Result<(usize, f64, f64),
     let options = Options {
         http_addr: "127.0.0.1:0".parse().expect("a literal address"),
         probe: Some(probe.clone()),
+        shard: crate::shard::Shard::default(),
     };
     let stop = CancellationToken::new();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::shard::Shard;
+
 /// GPU-first, batched, multi-camera video inference server.
 ///
 /// Without --config it runs the embedded demo config (CPU, local files).
@@ -26,6 +28,17 @@ pub struct Cli {
         env = "KVS_INFER_HTTP"
     )]
     pub http: SocketAddr,
+
+    /// Serve only this replica's share of the enabled cameras: INDEX/COUNT, where
+    /// INDEX may be `hostname` (the trailing number of $HOSTNAME, a StatefulSet
+    /// ordinal). Ownership is a stable hash of the camera id.
+    #[arg(
+        long,
+        value_name = "INDEX/COUNT",
+        default_value = "0/1",
+        env = "KVS_INFER_SHARD"
+    )]
+    pub shard: Shard,
 
     /// An operator command instead of running the server.
     #[command(subcommand)]

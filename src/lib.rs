@@ -37,6 +37,7 @@ pub mod bench;
 pub mod cli;
 pub mod http;
 pub mod pipeline;
+pub mod shard;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -210,6 +210,7 @@ fn serve(cli: Cli) -> ExitCode {
     let options = Options {
         http_addr: cli.http,
         probe: None,
+        shard: cli.shard,
     };
     let result = runtime.block_on(async move {
         let token = shutdown::install().map_err(|e| {

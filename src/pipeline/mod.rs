@@ -24,6 +24,7 @@ use crate::config::{join_key, Config, ConfigError, DetectorConfig, SourceRef};
 use crate::detect;
 use crate::http::{self, AppState};
 use crate::publish::{LocalPublisher, Publisher};
+use crate::shard::Shard;
 use crate::telemetry::{CameraMetrics, Telemetry, TelemetryError};
 use camera::{Bound, Ingest, Results};
 use models::{detection_model, ocr_model, ModelsError};
@@ -69,6 +70,8 @@ pub struct Options {
     pub http_addr: SocketAddr,
     /// Exact per-frame figures for `kvs-infer bench`; `None` in normal operation.
     pub probe: Option<Arc<Probe>>,
+    /// Which share of the enabled cameras this replica serves.
+    pub shard: Shard,
 }
 
 /// Per-frame figures the benchmark reads while the pipeline runs: a frame count and
@@ -209,10 +212,25 @@ pub async fn run(
     let telemetry = Arc::new(Telemetry::new().map_err(StartError::from)?);
     let metrics = telemetry.metrics();
 
+    // This replica serves its shard of the enabled cameras; the rest belong to others.
     let cameras: Vec<(String, crate::config::CameraConfig)> = config
         .enabled_cameras()
+        .filter(|(id, _)| options.shard.owns(id))
         .map(|(id, c)| (id.clone(), c.clone()))
         .collect();
+    let mut config = config;
+    config
+        .cameras
+        .retain(|id, c| !c.enabled || options.shard.owns(id));
+    let config = config;
+    tracing::info!(
+        shard = %options.shard,
+        owned = ?cameras.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+        "Cameras this replica serves."
+    );
+    for (id, _) in &cameras {
+        metrics.shard_owns(&options.shard.to_string(), id);
+    }
     let camera_metrics: Arc<[CameraMetrics]> = cameras
         .iter()
         .map(|(id, camera)| {

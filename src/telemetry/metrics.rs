@@ -84,6 +84,7 @@ pub struct Metrics {
     batch_size: Histogram<u64>,
     queue_delay_ms: Histogram<f64>,
     engine_batch_ms: Histogram<f64>,
+    shard_owned: Gauge<i64>,
 }
 
 impl Metrics {
@@ -132,7 +133,22 @@ impl Metrics {
                 )
                 .with_boundaries(SHORT_MS_BUCKETS.to_vec())
                 .build(),
+            shard_owned: meter
+                .i64_gauge(SHARD_CAMERA_OWNED)
+                .with_description("1 for each camera this replica serves, with its shard.")
+                .build(),
         }
+    }
+
+    /// Records that this replica (shard `INDEX/COUNT`) serves `camera_id`.
+    pub fn shard_owns(&self, shard: &str, camera_id: &str) {
+        self.shard_owned.record(
+            1,
+            &[
+                KeyValue::new(LABEL_SHARD, shard.to_owned()),
+                KeyValue::new(LABEL_CAMERA_ID, camera_id.to_owned()),
+            ],
+        );
     }
 
     /// Handles labelled for one camera. `event_types` are the types its detectors emit:
@@ -143,6 +159,15 @@ impl Metrics {
         self.worker_alive.record(0, &attrs);
         for event_type in event_types {
             self.events.add(0, &event_attrs(camera_id, event_type));
+        }
+        for reason in DROP_REASONS {
+            self.frames_dropped.add(
+                0,
+                &[
+                    KeyValue::new(LABEL_CAMERA_ID, camera_id.to_owned()),
+                    KeyValue::new(LABEL_REASON, reason),
+                ],
+            );
         }
         CameraMetrics {
             metrics: self.clone(),

@@ -17,6 +17,8 @@ pub const WORKER_ALIVE: &str = "worker_alive";
 /// Counter: frames dropped before inference, per camera and reason
 /// (`replaced`, `stale`, `cancelled`, `engine_error`).
 pub const FRAMES_DROPPED_TOTAL: &str = "frames_dropped_total";
+/// Every `reason` of [`FRAMES_DROPPED_TOTAL`] (created at zero per camera).
+pub const DROP_REASONS: [&str; 4] = ["replaced", "stale", "cancelled", "engine_error"];
 /// Histogram: images per batch handed to an engine, per model.
 pub const SCHEDULER_BATCH_SIZE: &str = "scheduler_batch_size";
 /// Histogram: time a frame waited in the scheduler's queue, in milliseconds, per model.
@@ -24,12 +26,18 @@ pub const SCHEDULER_QUEUE_DELAY_MS: &str = "scheduler_queue_delay_ms";
 /// Histogram: engine time per batch (preprocess + inference + decode), ms, per model.
 pub const ENGINE_BATCH_MS: &str = "engine_batch_ms";
 
+/// Gauge: 1 for each camera this replica serves, labelled with its shard
+/// (`INDEX/COUNT`).
+pub const SHARD_CAMERA_OWNED: &str = "shard_camera_owned";
+
 /// Label: the camera id from the config.
 pub const LABEL_CAMERA_ID: &str = "camera_id";
 /// Label: the event type (`weapon`, `fire`, `smoke`, `alpr`, …).
 pub const LABEL_TYPE: &str = "type";
 /// Label: why a frame was dropped.
 pub const LABEL_REASON: &str = "reason";
+/// Label: this replica's shard, `INDEX/COUNT`.
+pub const LABEL_SHARD: &str = "shard";
 /// Label: the model (its file stem).
 pub const LABEL_MODEL: &str = "model";
 /// Label: the publisher sink (`local`, `kds`, `s3`, `ddb`).

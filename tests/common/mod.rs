@@ -44,7 +44,13 @@ impl Server {
     /// Starts the binary with `args` (plus `--http 127.0.0.1:0`) in `cwd` and waits
     /// for its "Server listening." line.
     pub fn start(args: &[&str], cwd: &Path) -> Server {
+        Self::start_with_env(args, cwd, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables for the child.
+    pub fn start_with_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Server {
         let mut child = binary()
+            .envs(env.iter().copied())
             .args(args)
             .args(["--http", "127.0.0.1:0"])
             .current_dir(cwd)
