@@ -6,7 +6,8 @@
 #   - A Python venv in .cache/venv with the packages our scripts use (onnx).
 #   - ONNX Runtime's shared library from the `onnxruntime` PyPI wheel, in
 #     .cache/onnxruntime/, where the server finds it by itself.
-#   - with --test: promtool (from Debian's prometheus package, unpacked into
+#   - with --test: moto[server] in the venv (a local AWS for the publisher tests), and
+#     promtool (from Debian's prometheus package, unpacked into
 #     .cache/tools/ rather than installed, so no Prometheus daemon is set up).
 # Used by scripts/demo.sh and scripts/test.sh; safe to run by hand.
 set -euo pipefail
@@ -74,6 +75,13 @@ PY
     rm -rf "$tmp"
 fi
 ln -sfn "libonnxruntime.so.$ORT_VERSION" "$ORT_DIR/libonnxruntime.so"
+
+# --- moto, the local AWS server the publisher tests run against -------------------------
+MOTO_VERSION=5.2.5
+if [ "$FOR_TESTS" = 1 ] && ! "$VENV/bin/python" -c "import moto, flask" 2>/dev/null; then
+    log "installing moto[server]==$MOTO_VERSION into $VENV"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
 
 # --- promtool, for the tests of deploy/prometheus/alerts.yml -----------------------------
 if [ "$FOR_TESTS" = 1 ] && ! command -v promtool >/dev/null 2>&1 && [ ! -x "$CACHE/tools/promtool" ]; then

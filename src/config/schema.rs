@@ -155,6 +155,13 @@ pub struct KdsPublisherConfig {
     pub base_backoff_ms: u64,
     /// Endpoint override for a local emulator.
     pub endpoint_url: Option<String>,
+    /// Events held while the sink is unreachable; beyond it the oldest are given up.
+    #[serde(default = "default_queue_size")]
+    pub queue_size: u32,
+}
+
+fn default_queue_size() -> u32 {
+    10_000
 }
 
 fn default_kds_batch_size() -> u32 {
@@ -189,6 +196,13 @@ pub struct S3PublisherConfig {
     pub save_snapshots: bool,
     /// Endpoint override for a local emulator (path-style addressing).
     pub endpoint_url: Option<String>,
+    /// Snapshots held while the sink is unreachable; beyond it the oldest are given up.
+    #[serde(default = "default_s3_queue_size")]
+    pub queue_size: u32,
+}
+
+fn default_s3_queue_size() -> u32 {
+    1_000
 }
 
 fn default_s3_prefix() -> String {
@@ -214,6 +228,9 @@ pub struct DdbPublisherConfig {
     pub ttl_days: u32,
     /// Endpoint override for a local emulator.
     pub endpoint_url: Option<String>,
+    /// Events held while the sink is unreachable; beyond it the oldest are given up.
+    #[serde(default = "default_queue_size")]
+    pub queue_size: u32,
 }
 
 fn default_ttl_days() -> u32 {

@@ -118,6 +118,12 @@ impl Validator {
                 1,
                 60_000,
             );
+            self.range_u64(
+                "publishers.kds.queue_size",
+                kds.queue_size.into(),
+                1,
+                10_000_000,
+            );
             self.region("publishers.kds.region", kds.region.as_deref());
             self.endpoint("publishers.kds.endpoint_url", kds.endpoint_url.as_deref());
         }
@@ -136,6 +142,12 @@ impl Validator {
                     ),
                 );
             }
+            self.range_u64(
+                "publishers.s3.queue_size",
+                s3.queue_size.into(),
+                1,
+                1_000_000,
+            );
             self.region("publishers.s3.region", s3.region.as_deref());
             self.endpoint("publishers.s3.endpoint_url", s3.endpoint_url.as_deref());
         }
@@ -148,6 +160,12 @@ impl Validator {
                 "letters, digits, '_', '-' and '.'",
             );
             self.range_u64("publishers.ddb.ttl_days", ddb.ttl_days.into(), 1, 3650);
+            self.range_u64(
+                "publishers.ddb.queue_size",
+                ddb.queue_size.into(),
+                1,
+                10_000_000,
+            );
             self.region("publishers.ddb.region", ddb.region.as_deref());
             self.endpoint("publishers.ddb.endpoint_url", ddb.endpoint_url.as_deref());
         }

@@ -23,7 +23,7 @@ use crate::detect::{Action, Detector, Finding, ReadRequest};
 use crate::ingest::file::FileSource;
 use crate::ingest::synthetic::SyntheticFrames;
 use crate::ingest::{now_epoch_ms, FrameSource};
-use crate::publish::{new_event_id, Event, Published, Publisher, EVENT_SCHEMA};
+use crate::publish::{new_event_id, snapshot_key, Event, Published, Publisher, EVENT_SCHEMA};
 use crate::scheduler::{
     DropNotice, InferResult, Input, Job, ModelQueue, Output, Reply, SharedInput,
 };
@@ -277,6 +277,8 @@ pub struct Results {
     pub metrics: CameraMetrics,
     /// The benchmark's probe, when one is running.
     pub probe: Option<Arc<super::Probe>>,
+    /// (bucket, prefix) when the S3 sink saves snapshots: events carry the URI.
+    pub s3_snapshots: Option<(String, String)>,
 }
 
 /// OCR jobs are keyed above every camera index, so they never replace one another.
@@ -401,7 +403,7 @@ impl Results {
     }
 
     fn emit(&self, detector: usize, finding: Finding, result: &InferResult, latency_ms: f64) {
-        let event = Arc::new(Event {
+        let mut event = Event {
             event_id: new_event_id(result.frame.wall_ms),
             schema: EVENT_SCHEMA.to_owned(),
             camera_id: self.id.clone(),
@@ -413,7 +415,11 @@ impl Results {
             plate: finding.plate,
             model: self.detectors[detector].model_name.clone(),
             snapshot: None,
-        });
+        };
+        if let Some((bucket, prefix)) = &self.s3_snapshots {
+            event.snapshot = Some(format!("s3://{bucket}/{}", snapshot_key(prefix, &event)));
+        }
+        let event = Arc::new(event);
         self.metrics.events(finding.event_type, 1);
         tracing::info!(
             camera_id = %self.id,

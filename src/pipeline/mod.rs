@@ -6,8 +6,8 @@
 //! Models load before any camera starts, so a missing or broken model is a start-up
 //! error naming the file, and detectors are checked against their models' classes
 //! before anything is written. Config parts whose stage is not built yet (KVS and RTSP
-//! sources, the AWS publishers) are refused at start-up with their config path rather
-//! than silently ignored.
+//! sources) are refused at start-up with their config path rather than silently
+//! ignored.
 
 mod camera;
 pub mod models;
@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{join_key, Config, ConfigError, DetectorConfig, SourceRef};
 use crate::detect;
 use crate::http::{self, AppState};
-use crate::publish::{LocalPublisher, Publisher};
+use crate::publish::{start_aws_publishers, LocalPublisher, Publisher};
 use crate::shard::Shard;
 use crate::telemetry::{CameraMetrics, Telemetry, TelemetryError};
 use camera::{Bound, Ingest, Results};
@@ -183,19 +183,6 @@ pub fn unsupported(config: &Config) -> Vec<ConfigError> {
             ));
         }
     }
-    let p = &config.publishers;
-    for (sink, enabled) in [
-        ("kds", p.kds.as_ref().is_some_and(|c| c.enabled)),
-        ("s3", p.s3.as_ref().is_some_and(|c| c.enabled)),
-        ("ddb", p.ddb.as_ref().is_some_and(|c| c.enabled)),
-    ] {
-        if enabled {
-            out.push(ConfigError::new(
-                format!("publishers.{sink}"),
-                "the AWS publishers are not built yet (set `enabled = false`)",
-            ));
-        }
-    }
     out
 }
 
@@ -290,6 +277,14 @@ pub async fn run(
         tracing::info!(sink = "local", path = %publisher.events_path().display(), "Publisher ready.");
         publishers.push(Arc::new(publisher));
     }
+    publishers.extend(start_aws_publishers(&config.publishers, metrics).await);
+    // Events carry their S3 snapshot's URI in every sink; the S3 sink uploads there.
+    let s3_snapshots = config
+        .publishers
+        .s3
+        .as_ref()
+        .filter(|s3| s3.enabled && s3.save_snapshots)
+        .map(|s3| (s3.bucket.clone(), s3.prefix.clone()));
 
     let camera_results: Vec<Results> = cameras
         .iter()
@@ -302,6 +297,7 @@ pub async fn run(
             publishers: publishers.clone(),
             metrics: camera_metrics[i].clone(),
             probe: options.probe.clone(),
+            s3_snapshots: s3_snapshots.clone(),
         })
         .collect();
 
@@ -421,6 +417,8 @@ pub async fn run(
             snapshots = report.snapshots,
             failed = report.failed,
             dropped = report.dropped,
+            retried = report.retried,
+            batches = report.batches,
             "Publisher closed."
         );
     }
@@ -462,11 +460,6 @@ mod tests {
     #[test]
     fn stages_not_built_yet_are_named_with_their_paths() {
         let text = r#"
-            [publishers.kds]
-            stream_name = "s"
-            [publishers.ddb]
-            enabled = false
-            table_name = "events"
             [cameras.cam.file]
             path = "a.mp4"
             [[cameras.cam.detectors]]

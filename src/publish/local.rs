@@ -85,6 +85,8 @@ impl LocalPublisher {
             snapshots: self.counts.snapshots.load(Ordering::Relaxed),
             failed: self.counts.failed.load(Ordering::Relaxed),
             dropped: self.counts.dropped.load(Ordering::Relaxed),
+            retried: 0,
+            batches: 0,
         }
     }
 }
@@ -264,9 +266,7 @@ mod tests {
             report,
             PublisherReport {
                 published: 100,
-                snapshots: 0,
-                failed: 0,
-                dropped: 0
+                ..PublisherReport::default()
             }
         );
         let text = fs::read_to_string(dir.join("events.jsonl")).unwrap();

@@ -1,18 +1,27 @@
 //! Publish: events fan out to sinks. Each [`Publisher`] has a bounded queue, batches,
 //! retries with backoff, counts `publisher_failures_total{sink}`, never blocks a camera,
-//! and flushes on shutdown. The local sink (JSONL and JPEG snapshots) is here; Kinesis
-//! Data Streams, S3 and DynamoDB arrive with the AWS publishers issue.
+//! and flushes on shutdown. Sinks: local (JSONL and JPEG snapshots), Kinesis Data
+//! Streams, S3 snapshots and DynamoDB; the remote ones share [`queue`]'s batching,
+//! retry and flush shell.
 
+mod aws;
+mod dynamodb;
 mod event;
 mod font;
+mod kinesis;
 mod local;
+mod queue;
+mod s3;
 pub mod snapshot;
 
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use aws::start_aws_publishers;
 pub use event::{new_event_id, Event, EventDetection, Plate, EVENT_SCHEMA};
 pub use local::LocalPublisher;
+pub use queue::{Attempt, BatchingPublisher, Sink};
+pub use s3::snapshot_key;
 
 use crate::decode::Frame;
 use crate::BoxFuture;
@@ -56,6 +65,10 @@ pub struct PublisherReport {
     pub failed: u64,
     /// Events given up (queue overflow, or still queued at the deadline).
     pub dropped: u64,
+    /// Quick retries inside attempts.
+    pub retried: u64,
+    /// Batches attempted.
+    pub batches: u64,
 }
 
 /// The seam between detectors and a sink.

@@ -1,0 +1,89 @@
+//! AWS plumbing shared by the Kinesis, S3 and DynamoDB sinks: the standard credential
+//! and region chain, an endpoint override for local emulators, tight timeouts so an
+//! unreachable endpoint fails an attempt quickly (our queue retries it), and the quick
+//! in-attempt retry schedule.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+use super::dynamodb::DynamoSink;
+use super::kinesis::KinesisSink;
+use super::queue::BatchingPublisher;
+use super::s3::S3Sink;
+use super::Publisher;
+use crate::config::PublishersConfig;
+use crate::telemetry::Metrics;
+
+/// Loads the AWS config from the standard chain, with `region` when given. The SDK's
+/// own retries are off: each sink retries inside an attempt and its queue across
+/// attempts, so every failure is seen and counted.
+pub async fn sdk_config(region: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(15))
+                .build(),
+        );
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region.to_owned()));
+    }
+    loader.load().await
+}
+
+/// The pause before quick retry `n` (1-based): `base_ms · 2^(n-1)`, ±20% jitter.
+pub fn quick_backoff(base_ms: u64, n: u32) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    Duration::from_millis(base_ms.saturating_mul(1 << n.saturating_sub(1).min(10)))
+        .mul_f64(0.8 + f64::from(nanos % 1000) / 1000.0 * 0.4)
+}
+
+/// Starts every enabled AWS publisher, each checking its resource in the background
+/// (a missing stream, bucket or table is logged clearly; events queue and are retried).
+pub async fn start_aws_publishers(
+    config: &PublishersConfig,
+    metrics: &Metrics,
+) -> Vec<Arc<dyn Publisher>> {
+    let mut out: Vec<Arc<dyn Publisher>> = Vec::new();
+    if let Some(kds) = config.kds.as_ref().filter(|c| c.enabled) {
+        let sdk = sdk_config(kds.region.as_deref()).await;
+        let sink = KinesisSink::new(&sdk, kds);
+        tokio::spawn(sink.check());
+        tracing::info!(sink = "kds", stream = %kds.stream_name, endpoint = kds.endpoint_url.as_deref().unwrap_or("AWS"), "Publisher ready.");
+        out.push(Arc::new(BatchingPublisher::start(
+            sink,
+            kds.queue_size as usize,
+            metrics.sink("kds"),
+        )));
+    }
+    if let Some(s3) = config.s3.as_ref().filter(|c| c.enabled) {
+        let sdk = sdk_config(s3.region.as_deref()).await;
+        let sink = S3Sink::new(&sdk, s3);
+        tokio::spawn(sink.check());
+        tracing::info!(sink = "s3", bucket = %s3.bucket, endpoint = s3.endpoint_url.as_deref().unwrap_or("AWS"), "Publisher ready.");
+        out.push(Arc::new(BatchingPublisher::start(
+            sink,
+            s3.queue_size as usize,
+            metrics.sink("s3"),
+        )));
+    }
+    if let Some(ddb) = config.ddb.as_ref().filter(|c| c.enabled) {
+        let sdk = sdk_config(ddb.region.as_deref()).await;
+        let sink = DynamoSink::new(&sdk, ddb);
+        tokio::spawn(sink.check());
+        tracing::info!(sink = "ddb", table = %ddb.table_name, endpoint = ddb.endpoint_url.as_deref().unwrap_or("AWS"), "Publisher ready.");
+        out.push(Arc::new(BatchingPublisher::start(
+            sink,
+            ddb.queue_size as usize,
+            metrics.sink("ddb"),
+        )));
+    }
+    out
+}
