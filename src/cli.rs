@@ -105,5 +105,18 @@ pub enum Command {
             default_value = ".cache/models/ppocr-v4-rec.onnx"
         )]
         ocr_model: PathBuf,
+        /// Measure the AWS publishers instead, against --endpoint (bench/publishers.sh
+        /// runs it against a local moto).
+        #[arg(long)]
+        publishers: bool,
+        /// AWS endpoint for --publishers.
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:5000")]
+        endpoint: String,
+        /// Events per sink for --publishers.
+        #[arg(long, default_value_t = 5000)]
+        events: usize,
+        /// Create the bench stream, bucket and table first (--publishers).
+        #[arg(long)]
+        create: bool,
     },
 }

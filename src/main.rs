@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::Parser;
-use kvs_infer::bench::{AlprArgs, BenchArgs};
+use kvs_infer::bench::{AlprArgs, BenchArgs, PublisherArgs};
 use kvs_infer::cli::{Cli, Command};
 use kvs_infer::config::{self, Config, ConfigError, LoadError};
 use kvs_infer::pipeline::{self, Options, RunError, StartError};
@@ -24,6 +24,23 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::CheckConfig { ref config }) => check_config(config),
+        Some(Command::Bench {
+            clip,
+            json,
+            publishers: true,
+            endpoint,
+            events,
+            create,
+            ..
+        }) => bench_publishers(
+            &PublisherArgs {
+                endpoint,
+                events,
+                create,
+                clip,
+            },
+            json.as_deref(),
+        ),
         Some(Command::Bench {
             clip,
             cameras,
@@ -84,6 +101,17 @@ fn bench_alpr(args: &AlprArgs, json: Option<&Path>) -> ExitCode {
     bench_logging();
     match kvs_infer::bench::run_alpr(args) {
         Ok(report) => bench_report(&kvs_infer::bench::alpr_table(&report), &report, json),
+        Err(e) => {
+            eprintln!("kvs-infer: error: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn bench_publishers(args: &PublisherArgs, json: Option<&Path>) -> ExitCode {
+    bench_logging();
+    match kvs_infer::bench::run_publishers(args) {
+        Ok(report) => bench_report(&kvs_infer::bench::publishers_table(&report), &report, json),
         Err(e) => {
             eprintln!("kvs-infer: error: {e}");
             ExitCode::from(EXIT_USAGE)

@@ -419,6 +419,7 @@ pub async fn run(
             dropped = report.dropped,
             retried = report.retried,
             batches = report.batches,
+            calls = report.calls,
             "Publisher closed."
         );
     }

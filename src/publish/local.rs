@@ -87,6 +87,7 @@ impl LocalPublisher {
             dropped: self.counts.dropped.load(Ordering::Relaxed),
             retried: 0,
             batches: 0,
+            calls: 0,
         }
     }
 }

@@ -17,7 +17,7 @@ pub mod snapshot;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use aws::start_aws_publishers;
+pub use aws::{sdk_config as aws_sdk_config, start_aws_publishers};
 pub use event::{new_event_id, Event, EventDetection, Plate, EVENT_SCHEMA};
 pub use local::LocalPublisher;
 pub use queue::{Attempt, BatchingPublisher, Sink};
@@ -69,6 +69,8 @@ pub struct PublisherReport {
     pub retried: u64,
     /// Batches attempted.
     pub batches: u64,
+    /// API calls made.
+    pub calls: u64,
 }
 
 /// The seam between detectors and a sink.

@@ -117,11 +117,6 @@ impl BatchingPublisher {
         self.shared.lock().items.len()
     }
 
-    /// API calls made so far (for the benchmark).
-    pub fn calls(&self) -> u64 {
-        self.shared.counts.calls.load(Ordering::Relaxed)
-    }
-
     fn report(&self) -> PublisherReport {
         let c = &self.shared.counts;
         PublisherReport {
@@ -131,6 +126,7 @@ impl BatchingPublisher {
             dropped: c.dropped.load(Ordering::Relaxed),
             retried: c.retried.load(Ordering::Relaxed),
             batches: c.batches.load(Ordering::Relaxed),
+            calls: c.calls.load(Ordering::Relaxed),
         }
     }
 }
