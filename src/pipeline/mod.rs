@@ -476,6 +476,6 @@ mod tests {
         "#;
         let config = parse_str(text, Format::Toml).unwrap();
         let paths: Vec<String> = unsupported(&config).into_iter().map(|e| e.path).collect();
-        assert_eq!(paths, ["cameras.live.rtsp", "publishers.kds"]);
+        assert_eq!(paths, ["cameras.live.rtsp"]);
     }
 }
