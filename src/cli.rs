@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::shard::Shard;
 
@@ -57,66 +57,94 @@ pub enum Command {
     },
     /// Measure the pipeline against the raw engine on this host (CPU): images/s,
     /// frames/s with C cameras, their ratio, p50/p99 latency and peak RSS.
-    Bench {
-        /// ONNX model to run.
-        #[arg(
-            long,
-            value_name = "PATH",
-            default_value = ".cache/demo/yolov8n-coco.onnx"
-        )]
-        model: PathBuf,
-        /// Clip every camera reads (looped, unthrottled).
-        #[arg(
-            long,
-            value_name = "PATH",
-            default_value = ".cache/demo/person-motorcycle-720p.mp4"
-        )]
-        clip: PathBuf,
-        /// Camera counts to run, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "4,8")]
-        cameras: Vec<usize>,
-        /// Largest batch the scheduler forms.
-        #[arg(long, default_value_t = 8)]
-        max_batch: usize,
-        /// Measured seconds per figure.
-        #[arg(long, default_value_t = 20.0)]
-        seconds: f64,
-        /// Unmeasured warm-up seconds before each figure.
-        #[arg(long, default_value_t = 5.0)]
-        warmup: f64,
-        /// Also write the report as JSON to this file.
-        #[arg(long, value_name = "PATH")]
-        json: Option<PathBuf>,
-        /// Measure ALPR instead: the OCR stage batched across cameras versus batch 1
-        /// (needs --plate-model, --ocr-model and a --clip with a plate).
-        #[arg(long)]
-        alpr: bool,
-        /// Plate detector for --alpr.
-        #[arg(
-            long,
-            value_name = "PATH",
-            default_value = "../shared/fixtures/models/plate-yolov8n.onnx"
-        )]
-        plate_model: PathBuf,
-        /// Text recogniser for --alpr.
-        #[arg(
-            long,
-            value_name = "PATH",
-            default_value = ".cache/models/ppocr-v4-rec.onnx"
-        )]
-        ocr_model: PathBuf,
-        /// Measure the AWS publishers instead, against --endpoint (bench/publishers.sh
-        /// runs it against a local moto).
-        #[arg(long)]
-        publishers: bool,
-        /// AWS endpoint for --publishers.
-        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:5000")]
-        endpoint: String,
-        /// Events per sink for --publishers.
-        #[arg(long, default_value_t = 5000)]
-        events: usize,
-        /// Create the bench stream, bucket and table first (--publishers).
-        #[arg(long)]
-        create: bool,
-    },
+    Bench(Box<BenchCli>),
+}
+
+/// `kvs-infer bench` flags.
+#[derive(Debug, Args)]
+pub struct BenchCli {
+    /// ONNX model to run.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = ".cache/demo/yolov8n-coco.onnx"
+    )]
+    pub model: PathBuf,
+    /// Clip every camera reads (looped, unthrottled).
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = ".cache/demo/person-motorcycle-720p.mp4"
+    )]
+    pub clip: PathBuf,
+    /// Camera counts to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "4,8")]
+    pub cameras: Vec<usize>,
+    /// Largest batch the scheduler forms.
+    #[arg(long, default_value_t = 8)]
+    pub max_batch: usize,
+    /// Measured seconds per figure.
+    #[arg(long, default_value_t = 20.0)]
+    pub seconds: f64,
+    /// Unmeasured warm-up seconds before each figure.
+    #[arg(long, default_value_t = 5.0)]
+    pub warmup: f64,
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Capacity search: frames per second per live camera (0 skips the search).
+    #[arg(long, default_value_t = 1.0)]
+    pub fps: f64,
+    /// Capacity search: p99 frame→detections latency budget, ms.
+    #[arg(long, default_value_t = 1000.0)]
+    pub budget_ms: f64,
+    /// Capacity search: most cameras tried.
+    #[arg(long, default_value_t = 64)]
+    pub max_cameras: usize,
+    /// Clips whose decode cost per stream is measured, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = ".cache/demo/person-motorcycle-720p.mp4,../shared/fixtures/video/person-motorcycle-1080p30.mp4"
+    )]
+    pub decode_clips: Vec<PathBuf>,
+    /// CI mode: only the raw batches the pipeline rows need; no batch-1 run, decode
+    /// cost or capacity search.
+    #[arg(long)]
+    pub quick: bool,
+    /// Exit 1 when a pipeline row reaches less than this fraction of the raw engine
+    /// (a regression guard on a ratio measured in the same run, never a time).
+    #[arg(long)]
+    pub min_ratio: Option<f64>,
+    /// Measure ALPR instead: the OCR stage batched across cameras versus batch 1
+    /// (needs --plate-model, --ocr-model and a --clip with a plate).
+    #[arg(long)]
+    pub alpr: bool,
+    /// Plate detector for --alpr.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "../shared/fixtures/models/plate-yolov8n.onnx"
+    )]
+    pub plate_model: PathBuf,
+    /// Text recogniser for --alpr.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = ".cache/models/ppocr-v4-rec.onnx"
+    )]
+    pub ocr_model: PathBuf,
+    /// Measure the AWS publishers instead, against --endpoint (bench/publishers.sh
+    /// runs it against a local moto).
+    #[arg(long)]
+    pub publishers: bool,
+    /// AWS endpoint for --publishers.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:5000")]
+    pub endpoint: String,
+    /// Events per sink for --publishers.
+    #[arg(long, default_value_t = 5000)]
+    pub events: usize,
+    /// Create the bench stream, bucket and table first (--publishers).
+    #[arg(long)]
+    pub create: bool,
 }

@@ -24,72 +24,79 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::CheckConfig { ref config }) => check_config(config),
-        Some(Command::Bench {
-            clip,
-            json,
-            publishers: true,
-            endpoint,
-            events,
-            create,
-            ..
-        }) => bench_publishers(
-            &PublisherArgs {
-                endpoint,
-                events,
-                create,
-                clip,
-            },
-            json.as_deref(),
-        ),
-        Some(Command::Bench {
-            clip,
-            cameras,
-            seconds,
-            warmup,
-            json,
-            alpr: true,
-            plate_model,
-            ocr_model,
-            ..
-        }) => bench_alpr(
-            &AlprArgs {
-                plate_model,
-                ocr_model,
-                clip,
-                cameras: cameras.iter().copied().max().unwrap_or(4),
-                seconds,
-                warmup,
-            },
-            json.as_deref(),
-        ),
-        Some(Command::Bench {
-            model,
-            clip,
-            cameras,
-            max_batch,
-            seconds,
-            warmup,
-            json,
-            ..
-        }) => bench(
-            &BenchArgs {
-                model,
-                clip,
-                cameras,
-                max_batch,
-                seconds,
-                warmup,
-            },
-            json.as_deref(),
-        ),
+        Some(Command::Bench(b)) => {
+            let b = *b;
+            if b.publishers {
+                bench_publishers(
+                    &PublisherArgs {
+                        endpoint: b.endpoint,
+                        events: b.events,
+                        create: b.create,
+                        clip: b.clip,
+                    },
+                    b.json.as_deref(),
+                )
+            } else if b.alpr {
+                bench_alpr(
+                    &AlprArgs {
+                        plate_model: b.plate_model,
+                        ocr_model: b.ocr_model,
+                        clip: b.clip,
+                        cameras: b.cameras.iter().copied().max().unwrap_or(4),
+                        seconds: b.seconds,
+                        warmup: b.warmup,
+                    },
+                    b.json.as_deref(),
+                )
+            } else {
+                bench(
+                    &BenchArgs {
+                        model: b.model,
+                        clip: b.clip,
+                        cameras: b.cameras,
+                        max_batch: b.max_batch,
+                        seconds: b.seconds,
+                        warmup: b.warmup,
+                        decode_clips: b.decode_clips.into_iter().filter(|p| p.is_file()).collect(),
+                        capacity_fps: b.fps,
+                        budget_ms: b.budget_ms,
+                        max_cameras: b.max_cameras,
+                        quick: b.quick,
+                        quiet_class: String::new(),
+                    },
+                    b.json.as_deref(),
+                    b.min_ratio,
+                )
+            }
+        }
         None => serve(cli),
     }
 }
 
-fn bench(args: &BenchArgs, json: Option<&Path>) -> ExitCode {
+fn bench(args: &BenchArgs, json: Option<&Path>, min_ratio: Option<f64>) -> ExitCode {
     bench_logging();
     match kvs_infer::bench::run(args) {
-        Ok(report) => bench_report(&kvs_infer::bench::table(&report), &report, json),
+        Ok(report) => {
+            let code = bench_report(&kvs_infer::bench::table(&report), &report, json);
+            let Some(min) = min_ratio else { return code };
+            // A NaN ratio (no frames at all) fails the guard too.
+            match report
+                .pipeline
+                .iter()
+                .find(|r| r.ratio.is_nan() || r.ratio < min)
+            {
+                Some(r) => {
+                    eprintln!(
+                        "kvs-infer: error: the pipeline with {} cameras reached {:.0}% of the raw engine, below the {:.0}% guard",
+                        r.cameras,
+                        r.ratio * 100.0,
+                        min * 100.0
+                    );
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+                None => code,
+            }
+        }
         Err(e) => {
             eprintln!("kvs-infer: error: {e}");
             ExitCode::from(EXIT_USAGE)
@@ -239,6 +246,7 @@ fn serve(cli: Cli) -> ExitCode {
         http_addr: cli.http,
         probe: None,
         shard: cli.shard,
+        telemetry: None,
     };
     let result = runtime.block_on(async move {
         let token = shutdown::install().map_err(|e| {

@@ -2,20 +2,16 @@
 //! the two-stage pipeline (plate detector → OCR) with N cameras at max batch N and 1.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
-use super::{machine, progress, sample_frames, BenchError};
-use crate::config::{parse_str, EngineConfig, Format};
-use crate::decode::Frame;
+use super::{engine_throughput, machine, measure, progress, sample_frames, BenchError, EngineRun};
+use crate::config::EngineConfig;
 use crate::engine::onnx::OrtEngine;
 use crate::engine::{BatchOutput, Engine, ModelKind};
 use crate::pipeline::models::engine_shape;
-use crate::pipeline::{self, Options, Probe};
-use crate::preprocess::cpu::letterbox_into;
+use crate::preprocess::cpu::{letterbox_into, ocr_crop_into};
 
 /// What to measure for ALPR.
 #[derive(Debug, Clone)]
@@ -83,9 +79,36 @@ pub fn run_alpr(args: &AlprArgs) -> Result<AlprReport, BenchError> {
         crops.push((frame.clone(), plate.bbox));
     }
     let mut ocr_engine = Vec::new();
+    let (warmup, measure_for) = (
+        Duration::from_secs_f64(args.warmup),
+        Duration::from_secs_f64(args.seconds),
+    );
     for batch in [1, args.cameras] {
         progress(&format!("OCR engine, batch {batch}…"));
-        ocr_engine.push((batch, ocr_raw(args, &crops[..batch], instances, threads)?));
+        let run = EngineRun {
+            model: &args.ocr_model,
+            kind: ModelKind::Recognizer,
+            instances,
+            threads,
+            batch,
+            warmup,
+            measure: measure_for,
+        };
+        let t = engine_throughput(&run, |spec| {
+            let slot = 3 * (spec.width * spec.height) as usize;
+            let mut input = vec![0.0; slot * batch];
+            for (k, (frame, bbox)) in crops[..batch].iter().enumerate() {
+                ocr_crop_into(
+                    frame,
+                    *bbox,
+                    spec.width,
+                    spec.height,
+                    &mut input[k * slot..(k + 1) * slot],
+                );
+            }
+            input
+        })?;
+        ocr_engine.push((batch, t.images_per_s));
     }
     let mut pipeline = Vec::new();
     for max_batch in [args.cameras, 1] {
@@ -105,70 +128,6 @@ pub fn run_alpr(args: &AlprArgs) -> Result<AlprReport, BenchError> {
     })
 }
 
-fn ocr_raw(
-    args: &AlprArgs,
-    crops: &[(Arc<Frame>, [f32; 4])],
-    instances: usize,
-    threads: usize,
-) -> Result<f64, BenchError> {
-    let batch = crops.len();
-    let mut engines = Vec::new();
-    for _ in 0..instances {
-        engines.push(
-            OrtEngine::load(&args.ocr_model, threads, ModelKind::Recognizer)
-                .map_err(|e| BenchError(e.to_string()))?,
-        );
-    }
-    let spec = engines[0].spec().clone();
-    let slot = 3 * (spec.width * spec.height) as usize;
-    let mut input = vec![0.0f32; slot * batch];
-    for (k, (frame, bbox)) in crops.iter().enumerate() {
-        crate::preprocess::cpu::ocr_crop_into(
-            frame,
-            *bbox,
-            spec.width,
-            spec.height,
-            &mut input[k * slot..(k + 1) * slot],
-        );
-    }
-    let input = Arc::new(input);
-    let (warmup, measure) = (
-        Duration::from_secs_f64(args.warmup),
-        Duration::from_secs_f64(args.seconds),
-    );
-    let handles: Vec<_> = engines
-        .into_iter()
-        .map(|mut engine| {
-            let input = input.clone();
-            std::thread::spawn(move || -> Result<f64, String> {
-                let mut output = BatchOutput::default();
-                let start = Instant::now();
-                while start.elapsed() < warmup {
-                    engine
-                        .run(&input, batch, &mut output)
-                        .map_err(|e| e.to_string())?;
-                }
-                let (mut runs, begin) = (0u64, Instant::now());
-                while begin.elapsed() < measure {
-                    engine
-                        .run(&input, batch, &mut output)
-                        .map_err(|e| e.to_string())?;
-                    runs += 1;
-                }
-                Ok((runs as usize * batch) as f64 / begin.elapsed().as_secs_f64())
-            })
-        })
-        .collect();
-    let mut total = 0.0;
-    for handle in handles {
-        total += handle
-            .join()
-            .map_err(|_| BenchError("an engine thread panicked".into()))?
-            .map_err(BenchError)?;
-    }
-    Ok(total)
-}
-
 /// (max batch, plates read/s, frames/s) with every camera's plate read every frame.
 fn alpr_pipeline(args: &AlprArgs, max_batch: usize) -> Result<(usize, f64, f64), BenchError> {
     let mut text = format!(
@@ -183,30 +142,8 @@ fn alpr_pipeline(args: &AlprArgs, max_batch: usize) -> Result<(usize, f64, f64),
             ocr = args.ocr_model.display().to_string(),
         ));
     }
-    let config = parse_str(&text, Format::Toml).map_err(|e| BenchError(format!("{e:?}")))?;
-    let probe = Arc::new(Probe::default());
-    let options = Options {
-        http_addr: "127.0.0.1:0".parse().expect("a literal address"),
-        probe: Some(probe.clone()),
-        shard: crate::shard::Shard::default(),
-    };
-    let stop = CancellationToken::new();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| BenchError(e.to_string()))?;
-    let server = runtime.spawn(pipeline::run(config, options, stop.clone()));
-    std::thread::sleep(Duration::from_secs_f64(args.warmup));
-    let (r0, f0, t0) = (probe.reads(), probe.frames(), Instant::now());
-    std::thread::sleep(Duration::from_secs_f64(args.seconds));
-    let (r1, f1, took) = (probe.reads(), probe.frames(), t0.elapsed().as_secs_f64());
-    stop.cancel();
-    runtime
-        .block_on(server)
-        .map_err(|e| BenchError(e.to_string()))?
-        .map_err(|e| BenchError(e.to_string()))?;
-    Ok((max_batch, (r1 - r0) as f64 / took, (f1 - f0) as f64 / took))
+    let window = measure(&text, args.warmup, args.seconds)?;
+    Ok((max_batch, window.reads_per_s, window.frames_per_s))
 }
 
 /// The ALPR report as a human table.

@@ -37,6 +37,9 @@ pub struct ModelSpec {
     pub max_batch: Option<u32>,
     /// Detector class names (index = class id), or the recogniser's character list.
     pub names: Vec<String>,
+    /// The model says its weights are random (`kvs_infer_random_weights` metadata:
+    /// a benchmark stand-in whose detections mean nothing).
+    pub random_weights: bool,
 }
 
 /// The raw output of a batch, batch-major: `[batch, channels, anchors]` for a

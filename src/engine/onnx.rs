@@ -171,6 +171,11 @@ fn inspect(path: &Path, session: &Session) -> Result<ModelSpec, String> {
     if names.is_empty() {
         return Err(format!("{NOT_YOLO}: it has no classes"));
     }
+    let random_weights = session
+        .metadata()
+        .ok()
+        .and_then(|m| m.custom("kvs_infer_random_weights"))
+        .is_some_and(|v| v == "true");
     Ok(ModelSpec {
         kind: ModelKind::Detector,
         path: path.to_owned(),
@@ -179,6 +184,7 @@ fn inspect(path: &Path, session: &Session) -> Result<ModelSpec, String> {
         height,
         max_batch,
         names,
+        random_weights,
     })
 }
 
@@ -245,6 +251,7 @@ fn inspect_recognizer(path: &Path, session: &Session) -> Result<ModelSpec, Strin
         height,
         max_batch: (shape[0] > 0).then_some(shape[0] as u32),
         names: charset,
+        random_weights: false,
     })
 }
 

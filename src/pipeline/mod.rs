@@ -72,6 +72,8 @@ pub struct Options {
     pub probe: Option<Arc<Probe>>,
     /// Which share of the enabled cameras this replica serves.
     pub shard: Shard,
+    /// Record into this telemetry instead of a new one (the benchmark reads it).
+    pub telemetry: Option<Arc<Telemetry>>,
 }
 
 /// Per-frame figures the benchmark reads while the pipeline runs: a frame count and
@@ -196,7 +198,10 @@ pub async fn run(
     if !problems.is_empty() {
         return Err(StartError::Unsupported(problems).into());
     }
-    let telemetry = Arc::new(Telemetry::new().map_err(StartError::from)?);
+    let telemetry = match options.telemetry.clone() {
+        Some(t) => t,
+        None => Arc::new(Telemetry::new().map_err(StartError::from)?),
+    };
     let metrics = telemetry.metrics();
 
     // This replica serves its shard of the enabled cameras; the rest belong to others.

@@ -28,6 +28,12 @@ pub struct Telemetry {
     metrics: Metrics,
 }
 
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry").finish_non_exhaustive()
+    }
+}
+
 impl Telemetry {
     /// Builds the exporter (units and scope labels off) and every instrument.
     pub fn new() -> Result<Self, TelemetryError> {
