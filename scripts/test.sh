@@ -12,16 +12,16 @@ echo "[test] cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "[test] cargo clippy --all-targets -- -D warnings" >&2
 cargo clippy --all-targets --locked -- -D warnings
-echo "[test] cargo test" >&2
-mkdir -p target
-rm -f target/test-skips.log
-cargo test --all-targets --locked
 # A regression guard on the pipeline's overhead, measured as a ratio to the raw engine
 # in the same run (never an absolute time), failing only on a large regression.
 echo "[test] kvs-infer bench --quick (pipeline ≥ 60% of the raw engine)" >&2
 cargo build --release --locked -q
 target/release/kvs-infer bench --quick --cameras 4 --seconds 4 --warmup 2 --min-ratio 0.6
 
+echo "[test] cargo test" >&2
+mkdir -p target
+rm -f target/test-skips.log
+cargo test --all-targets --locked
 if [ -s target/test-skips.log ]; then
     echo "[test] WARNING: some tests were SKIPPED for want of a fixture:" >&2
     sed 's/^/[test]   /' target/test-skips.log >&2
