@@ -179,3 +179,58 @@ fn a_busy_port_is_a_clear_start_up_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_second_signal_exits_at_once_without_finishing_the_flush() {
+    let (Some(clip), Some(model)) = (
+        common::fixture("video/person-motorcycle-720p.mp4"),
+        common::fixture("models/yolov8n-coco.onnx"),
+    ) else {
+        return;
+    };
+    // Events for a Kinesis endpoint where nothing listens: the flush would wait out
+    // the 60 s deadline retrying them.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = temp_dir("second-signal");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[publishers.kds]\nregion = \"us-east-1\"\nstream_name = \"s\"\nendpoint_url = \"http://{dead}\"\n\
+             [shutdown]\ndeadline_ms = 60000\n\
+             [cameras.cam]\nfps_target = 2\nfile = {{ path = {clip:?}, realtime = false }}\n\
+             detectors = [{{ type = \"yolo\", params = {{ model_path = {model:?}, cooldown_sec = 0 }} }}]\n",
+            clip = clip.display().to_string(),
+            model = model.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let mut server = Server::start_with_env(
+        &["--config", config.to_str().unwrap()],
+        &dir,
+        &[
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+    assert!(server
+        .wait_for_count("Event.", 3, Duration::from_secs(60))
+        .is_some());
+    server.signal(libc::SIGTERM);
+    assert!(server
+        .wait_for_count("Flushing publishers.", 1, Duration::from_secs(30))
+        .is_some());
+    // The flush is stuck retrying; a second signal ends it now.
+    let sent = Instant::now();
+    server.signal(libc::SIGTERM);
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .expect("exit at once on the second signal");
+    assert_eq!(status.code(), Some(130));
+    assert!(sent.elapsed() < Duration::from_secs(10));
+    assert!(!server.logged("Shutdown complete."));
+}

@@ -49,6 +49,21 @@ impl Frame {
     pub fn pts_ms(&self) -> i64 {
         self.pts_90k / 90
     }
+
+    /// A frame of one colour (BT.601), for tests.
+    #[cfg(test)]
+    pub(crate) fn flat(width: u32, height: u32, y: u8, u: u8, v: u8) -> Frame {
+        let n = (width * height) as usize;
+        Frame {
+            width,
+            height,
+            pts_90k: 0,
+            received_at: Instant::now(),
+            wall_ms: 0,
+            matrix: ColorMatrix::Bt601,
+            planes: [vec![y; n], vec![u; n / 4], vec![v; n / 4]],
+        }
+    }
 }
 
 /// Why decoding failed.

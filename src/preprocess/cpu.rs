@@ -182,27 +182,12 @@ pub fn to_rgb8(frame: &Frame) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
-
     use super::*;
-
-    fn flat(width: u32, height: u32, y: u8, u: u8, v: u8) -> Frame {
-        let n = (width * height) as usize;
-        Frame {
-            width,
-            height,
-            pts_90k: 0,
-            received_at: Instant::now(),
-            wall_ms: 0,
-            matrix: ColorMatrix::Bt601,
-            planes: [vec![y; n], vec![u; n / 4], vec![v; n / 4]],
-        }
-    }
 
     #[test]
     fn grey_yuv_is_grey_rgb_and_padding_is_114() {
         // Y=126 limited range ≈ 0.5 grey; neutral chroma.
-        let frame = flat(64, 32, 126, 128, 128);
+        let frame = Frame::flat(64, 32, 126, 128, 128);
         let mut slot = vec![0.0; 3 * 32 * 32];
         let lb = letterbox_into(&frame, 32, 32, &mut slot);
         assert_eq!((lb.resized_w, lb.resized_h, lb.pad_y), (32, 16, 8.0));
@@ -227,7 +212,7 @@ mod tests {
     #[test]
     fn bilinear_downscale_averages_a_two_pixel_pattern() {
         // Alternating columns of Y=16 and Y=235 halved in width average to the middle.
-        let mut frame = flat(8, 8, 0, 128, 128);
+        let mut frame = Frame::flat(8, 8, 0, 128, 128);
         for (i, px) in frame.planes[0].iter_mut().enumerate() {
             *px = if i % 2 == 0 { 16 } else { 235 };
         }
@@ -241,7 +226,7 @@ mod tests {
     #[test]
     fn ocr_crops_keep_aspect_are_bgr_normalised_and_zero_padded() {
         // A red frame; crop a 100×25 box into a 48×320 slot: 192 columns used.
-        let frame = flat(200, 100, 81, 90, 240);
+        let frame = Frame::flat(200, 100, 81, 90, 240);
         let mut slot = vec![9.0; 3 * 48 * 320];
         let used = ocr_crop_into(&frame, [10.0, 10.0, 110.0, 35.0], 320, 48, &mut slot);
         assert_eq!(used, 192);
@@ -256,7 +241,7 @@ mod tests {
 
     #[test]
     fn rgb8_snapshot_conversion_matches_the_reference_colour() {
-        let frame = flat(4, 4, 81, 90, 240);
+        let frame = Frame::flat(4, 4, 81, 90, 240);
         let rgb = to_rgb8(&frame);
         assert_eq!(rgb.len(), 48);
         assert!(rgb[0] > 250 && rgb[1] < 3 && rgb[2] < 3, "{:?}", &rgb[..3]);

@@ -301,20 +301,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_frame_becomes_a_jpeg_snapshot_named_in_the_event() {
-        use crate::decode::{ColorMatrix, Frame};
+        use crate::decode::Frame;
         let dir = temp_dir("local-snapshot");
         let telemetry = Telemetry::new().unwrap();
         let p = LocalPublisher::open(&dir, telemetry.metrics().sink(SINK)).unwrap();
-        let n = 64 * 48;
-        let frame = Frame {
-            width: 64,
-            height: 48,
-            pts_90k: 0,
-            received_at: Instant::now(),
-            wall_ms: 0,
-            matrix: ColorMatrix::Bt601,
-            planes: [vec![100; n], vec![128; n / 4], vec![128; n / 4]],
-        };
+        let frame = Frame::flat(64, 48, 100, 128, 128);
         let mut event = sample("../cam", 7);
         event.detections[0].bbox = [4.0, 4.0, 30.0, 30.0];
         p.publish(Published {

@@ -149,10 +149,7 @@ pub fn safe_segment(id: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
-
     use super::*;
-    use crate::decode::ColorMatrix;
     use crate::publish::event::sample;
 
     #[test]
@@ -166,16 +163,7 @@ mod tests {
 
     #[test]
     fn boxes_are_drawn_in_the_label_colour() {
-        let n = 64 * 48;
-        let frame = Frame {
-            width: 64,
-            height: 48,
-            pts_90k: 0,
-            received_at: Instant::now(),
-            wall_ms: 0,
-            matrix: ColorMatrix::Bt601,
-            planes: [vec![16; n], vec![128; n / 4], vec![128; n / 4]],
-        };
+        let frame = Frame::flat(64, 48, 16, 128, 128);
         let mut event = sample("cam", 1);
         event.detections[0].bbox = [10.0, 20.0, 40.0, 40.0];
         let canvas = render(&frame, &event);
