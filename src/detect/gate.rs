@@ -40,8 +40,12 @@ impl TemporalConfirm {
 /// Tracks are matched when boxes of the same label overlap at least this much...
 pub const TRACK_IOU: f32 = 0.3;
 /// ...or, for small or fast objects that moved clear of their last box, when their
-/// centres are within this fraction of the larger box's diagonal.
+/// centres are within this fraction of the larger box's diagonal and their areas
+/// differ by less than [`TRACK_AREA_RATIO`] (so a small object never takes over a large
+/// one's track, or the reverse).
 pub const TRACK_CENTRE_DISTANCE: f32 = 0.75;
+/// Largest area ratio between a track's box and a detection matched by distance.
+pub const TRACK_AREA_RATIO: f32 = 2.0;
 
 /// How well a detection continues a track: IoU when they overlap enough, else a score
 /// below any IoU match that falls with centre distance; `None` when unrelated.
@@ -49,6 +53,11 @@ fn match_score(a: &[f32; 4], b: &[f32; 4]) -> Option<f32> {
     let overlap = iou(a, b);
     if overlap >= TRACK_IOU {
         return Some(overlap);
+    }
+    let area = |r: &[f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
+    let (small, large) = (area(a).min(area(b)), area(a).max(area(b)));
+    if small <= 0.0 || large / small > TRACK_AREA_RATIO {
+        return None;
     }
     let centre = |r: &[f32; 4]| ((r[0] + r[2]) / 2.0, (r[1] + r[3]) / 2.0);
     let diagonal = |r: &[f32; 4]| (r[2] - r[0]).hypot(r[3] - r[1]);
@@ -345,6 +354,20 @@ mod tests {
             tracker.step(1500, &[small(90.0), small(600.0)], true).len(),
             1
         );
+    }
+
+    #[test]
+    fn a_small_object_near_a_large_one_never_takes_over_its_track() {
+        let mut tracker = Tracker::new(10.0, 2);
+        let large = det("person", 0.0); // 100 × 100
+        let small = Detection {
+            bbox: [120.0, 150.0, 140.0, 190.0], // 20 × 40, centre 80 px away
+            ..det("person", 0.0)
+        };
+        assert_eq!(tracker.step(0, &[large], true).len(), 1);
+        // The large one is missed this frame; the small one nearby is a new object.
+        assert_eq!(tracker.step(200, &[small], true).len(), 1);
+        assert_eq!(tracker.len(), 2);
     }
 
     #[test]
