@@ -44,6 +44,25 @@ fn generated(name: &str, args: &[&str]) -> Option<PathBuf> {
     }
 }
 
+/// A 1 s, 10 fps, 160×120 H.264 clip without B-frames.
+fn short_clip() -> Option<PathBuf> {
+    generated(
+        "short-1s.mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=10:duration=1",
+            "-c:v",
+            "libx264",
+            "-bf",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+        ],
+    )
+}
+
 /// Every selected frame of `path` (at most `limit` access units), with its codec.
 fn decode_all(path: &Path, fps_target: f64, looped: bool, limit: usize) -> (Codec, Vec<Frame>) {
     let mut source = FileSource::open(path, looped, false).unwrap();
@@ -126,21 +145,7 @@ fn fps_target_keeps_evenly_spaced_frames() {
 
 #[test]
 fn looping_restarts_at_the_end_with_pts_still_increasing() {
-    let Some(path) = generated(
-        "short-1s.mp4",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=160x120:rate=10:duration=1",
-            "-c:v",
-            "libx264",
-            "-bf",
-            "0",
-            "-pix_fmt",
-            "yuv420p",
-        ],
-    ) else {
+    let Some(path) = short_clip() else {
         return;
     };
     let (_, frames) = decode_all(&path, 10.0, true, 25);
@@ -156,21 +161,7 @@ fn looping_restarts_at_the_end_with_pts_still_increasing() {
 
 #[test]
 fn realtime_sources_are_paced_at_the_clips_rate() {
-    let Some(path) = generated(
-        "short-1s.mp4",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=160x120:rate=10:duration=1",
-            "-c:v",
-            "libx264",
-            "-bf",
-            "0",
-            "-pix_fmt",
-            "yuv420p",
-        ],
-    ) else {
+    let Some(path) = short_clip() else {
         return;
     };
     let mut source = FileSource::open(&path, false, true).unwrap();

@@ -12,7 +12,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 use super::dynamodb::DynamoSink;
 use super::kinesis::KinesisSink;
-use super::queue::BatchingPublisher;
+use super::queue::{BatchingPublisher, Sink};
 use super::s3::S3Sink;
 use super::Publisher;
 use crate::config::PublishersConfig;
@@ -45,6 +45,29 @@ pub fn quick_backoff(base_ms: u64, n: u32) -> Duration {
         .mul_f64(0.8 + f64::from(nanos % 1000) / 1000.0 * 0.4)
 }
 
+/// Checks a sink's resource in the background and starts its queue.
+fn launch<S: Sink>(
+    sink: S,
+    queue_size: u32,
+    metrics: &Metrics,
+    target: &str,
+    endpoint: Option<&str>,
+) -> Arc<dyn Publisher> {
+    tokio::spawn(sink.check());
+    let name = sink.name();
+    tracing::info!(
+        sink = name,
+        target,
+        endpoint = endpoint.unwrap_or("AWS"),
+        "Publisher ready."
+    );
+    Arc::new(BatchingPublisher::start(
+        sink,
+        queue_size as usize,
+        metrics.sink(name),
+    ))
+}
+
 /// Starts every enabled AWS publisher, each checking its resource in the background
 /// (a missing stream, bucket or table is logged clearly; events queue and are retried).
 pub async fn start_aws_publishers(
@@ -54,36 +77,36 @@ pub async fn start_aws_publishers(
     let mut out: Vec<Arc<dyn Publisher>> = Vec::new();
     if let Some(kds) = config.kds.as_ref().filter(|c| c.enabled) {
         let sdk = sdk_config(kds.region.as_deref()).await;
-        let sink = KinesisSink::new(&sdk, kds);
-        tokio::spawn(sink.check());
-        tracing::info!(sink = "kds", stream = %kds.stream_name, endpoint = kds.endpoint_url.as_deref().unwrap_or("AWS"), "Publisher ready.");
-        out.push(Arc::new(BatchingPublisher::start(
-            sink,
-            kds.queue_size as usize,
-            metrics.sink("kds"),
-        )));
+        let target = format!("stream {}", kds.stream_name);
+        out.push(launch(
+            KinesisSink::new(&sdk, kds),
+            kds.queue_size,
+            metrics,
+            &target,
+            kds.endpoint_url.as_deref(),
+        ));
     }
     if let Some(s3) = config.s3.as_ref().filter(|c| c.enabled) {
         let sdk = sdk_config(s3.region.as_deref()).await;
-        let sink = S3Sink::new(&sdk, s3);
-        tokio::spawn(sink.check());
-        tracing::info!(sink = "s3", bucket = %s3.bucket, endpoint = s3.endpoint_url.as_deref().unwrap_or("AWS"), "Publisher ready.");
-        out.push(Arc::new(BatchingPublisher::start(
-            sink,
-            s3.queue_size as usize,
-            metrics.sink("s3"),
-        )));
+        let target = format!("bucket {}", s3.bucket);
+        out.push(launch(
+            S3Sink::new(&sdk, s3),
+            s3.queue_size,
+            metrics,
+            &target,
+            s3.endpoint_url.as_deref(),
+        ));
     }
     if let Some(ddb) = config.ddb.as_ref().filter(|c| c.enabled) {
         let sdk = sdk_config(ddb.region.as_deref()).await;
-        let sink = DynamoSink::new(&sdk, ddb);
-        tokio::spawn(sink.check());
-        tracing::info!(sink = "ddb", table = %ddb.table_name, endpoint = ddb.endpoint_url.as_deref().unwrap_or("AWS"), "Publisher ready.");
-        out.push(Arc::new(BatchingPublisher::start(
-            sink,
-            ddb.queue_size as usize,
-            metrics.sink("ddb"),
-        )));
+        let target = format!("table {}", ddb.table_name);
+        out.push(launch(
+            DynamoSink::new(&sdk, ddb),
+            ddb.queue_size,
+            metrics,
+            &target,
+            ddb.endpoint_url.as_deref(),
+        ));
     }
     out
 }

@@ -69,21 +69,21 @@ impl DynamoSink {
             ttl_sec: i64::from(config.ttl_days) * 86_400,
         }
     }
+}
+
+impl Sink for DynamoSink {
+    fn name(&self) -> &'static str {
+        "ddb"
+    }
 
     /// Logs clearly when the table cannot be used (events still queue and retry).
-    pub fn check(&self) -> BoxFuture<'static, ()> {
+    fn check(&self) -> BoxFuture<'static, ()> {
         let (client, table) = (self.client.clone(), self.table.clone());
         Box::pin(async move {
             if let Err(e) = client.describe_table().table_name(&table).send().await {
                 tracing::error!(sink = "ddb", table = %table, error = %DisplayErrorContext(&e), "DynamoDB table is not usable; events queue and are retried.");
             }
         })
-    }
-}
-
-impl Sink for DynamoSink {
-    fn name(&self) -> &'static str {
-        "ddb"
     }
 
     fn max_batch(&self) -> usize {

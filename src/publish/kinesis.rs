@@ -43,21 +43,6 @@ impl KinesisSink {
         }
     }
 
-    /// Logs clearly when the stream cannot be used (events still queue and retry).
-    pub fn check(&self) -> BoxFuture<'static, ()> {
-        let (client, stream) = (self.client.clone(), self.stream.clone());
-        Box::pin(async move {
-            if let Err(e) = client
-                .describe_stream_summary()
-                .stream_name(&stream)
-                .send()
-                .await
-            {
-                tracing::error!(sink = "kds", stream = %stream, error = %DisplayErrorContext(&e), "Kinesis stream is not usable; events queue and are retried.");
-            }
-        })
-    }
-
     /// One `PutRecords` call; returns the items whose records failed, and why.
     async fn put(
         &self,
@@ -111,6 +96,21 @@ fn record(item: &Published) -> Option<(PutRecordsRequestEntry, usize)> {
 impl Sink for KinesisSink {
     fn name(&self) -> &'static str {
         "kds"
+    }
+
+    /// Logs clearly when the stream cannot be used (events still queue and retry).
+    fn check(&self) -> BoxFuture<'static, ()> {
+        let (client, stream) = (self.client.clone(), self.stream.clone());
+        Box::pin(async move {
+            if let Err(e) = client
+                .describe_stream_summary()
+                .stream_name(&stream)
+                .send()
+                .await
+            {
+                tracing::error!(sink = "kds", stream = %stream, error = %DisplayErrorContext(&e), "Kinesis stream is not usable; events queue and are retried.");
+            }
+        })
     }
 
     fn max_batch(&self) -> usize {

@@ -51,6 +51,10 @@ pub trait Sink: Send + 'static {
 
     /// Tries to deliver `batch`.
     fn send(&mut self, batch: Vec<Published>) -> BoxFuture<'_, Attempt>;
+
+    /// Checks the sink's resource once at start-up and logs clearly when it cannot be
+    /// used (events still queue and are retried).
+    fn check(&self) -> BoxFuture<'static, ()>;
 }
 
 #[derive(Default)]
@@ -299,6 +303,9 @@ mod tests {
         }
         fn max_batch(&self) -> usize {
             10
+        }
+        fn check(&self) -> BoxFuture<'static, ()> {
+            Box::pin(async {})
         }
         fn send(&mut self, batch: Vec<Published>) -> BoxFuture<'_, Attempt> {
             Box::pin(async move {

@@ -77,16 +77,6 @@ impl S3Sink {
             quality: config.jpeg_quality,
         }
     }
-
-    /// Logs clearly when the bucket cannot be used (snapshots still queue and retry).
-    pub fn check(&self) -> BoxFuture<'static, ()> {
-        let (client, bucket) = (self.client.clone(), self.bucket.clone());
-        Box::pin(async move {
-            if let Err(e) = client.head_bucket().bucket(&bucket).send().await {
-                tracing::error!(sink = "s3", bucket = %bucket, error = %DisplayErrorContext(&e), "S3 bucket is not usable; snapshots queue and are retried.");
-            }
-        })
-    }
 }
 
 /// Encodes and uploads one snapshot, with quick retries; `Err` names why it failed.
@@ -139,6 +129,16 @@ async fn upload(
 impl Sink for S3Sink {
     fn name(&self) -> &'static str {
         "s3"
+    }
+
+    /// Logs clearly when the bucket cannot be used (snapshots still queue and retry).
+    fn check(&self) -> BoxFuture<'static, ()> {
+        let (client, bucket) = (self.client.clone(), self.bucket.clone());
+        Box::pin(async move {
+            if let Err(e) = client.head_bucket().bucket(&bucket).send().await {
+                tracing::error!(sink = "s3", bucket = %bucket, error = %DisplayErrorContext(&e), "S3 bucket is not usable; snapshots queue and are retried.");
+            }
+        })
     }
 
     fn max_batch(&self) -> usize {

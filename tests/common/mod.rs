@@ -269,3 +269,16 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
             .ok()
     })
 }
+
+/// The mean batch size `model`'s queue formed, from `/metrics` text.
+pub fn mean_batch(metrics_text: &str, model: &str) -> f64 {
+    let count = metric(
+        metrics_text,
+        &format!("scheduler_batch_size_count{{model=\"{model}\"}}"),
+    );
+    let sum = metric(
+        metrics_text,
+        &format!("scheduler_batch_size_sum{{model=\"{model}\"}}"),
+    );
+    sum.unwrap_or(0.0) / count.unwrap_or(f64::NAN)
+}
