@@ -6,6 +6,7 @@
 //! Video Streams and RTSP arrive with the live-ingest issue. The camera supervisor in
 //! [`crate::pipeline`] owns reconnecting with backoff and `worker_alive`.
 
+pub mod demux;
 pub mod file;
 pub mod synthetic;
 

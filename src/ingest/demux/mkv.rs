@@ -1,0 +1,589 @@
+//! Matroska as KVS `GetMedia` streams it: one EBML document per fragment (EBML header,
+//! an unknown-size Segment with Info, Tracks, a Tags element carrying
+//! `AWS_KINESISVIDEO_FRAGMENT_NUMBER` and `..._PRODUCER_TIMESTAMP`, one Cluster, and a
+//! trailing Tags with `..._CONTINUATION_TOKEN`), back to back without end.
+//!
+//! The parser is flat: it enters the master elements it cares about by consuming only
+//! their headers (so unknown sizes cost nothing), reads the leaves it needs, and skips
+//! everything else even when it is larger than what has arrived. After damage it drops
+//! bytes until the next fragment's EBML header.
+
+use std::collections::VecDeque;
+
+use super::{has_keyframe, DemuxError, Demuxer, Sample, MAX_BUFFER};
+use crate::ingest::{Codec, StreamInfo};
+
+const CONTAINER: &str = "matroska";
+
+const EBML: u32 = 0x1A45_DFA3;
+const SEGMENT: u32 = 0x1853_8067;
+const CLUSTER: u32 = 0x1F43_B675;
+const TRACKS: u32 = 0x1654_AE6B;
+const TRACK_ENTRY: u32 = 0xAE;
+const VIDEO: u32 = 0xE0;
+const TAGS: u32 = 0x1254_C367;
+const TAG: u32 = 0x7373;
+const SIMPLE_TAG: u32 = 0x67C8;
+const BLOCK_GROUP: u32 = 0xA0;
+const INFO: u32 = 0x1549_A966;
+
+const TIMECODE_SCALE: u32 = 0x2A_D7B1;
+const TRACK_NUMBER: u32 = 0xD7;
+const TRACK_TYPE: u32 = 0x83;
+const CODEC_ID: u32 = 0x86;
+const CODEC_PRIVATE: u32 = 0x63A2;
+const DEFAULT_DURATION: u32 = 0x23_E383;
+const PIXEL_WIDTH: u32 = 0xB0;
+const PIXEL_HEIGHT: u32 = 0xBA;
+const TIMECODE: u32 = 0xE7;
+const SIMPLE_BLOCK: u32 = 0xA3;
+const BLOCK: u32 = 0xA1;
+const TAG_NAME: u32 = 0x45A3;
+const TAG_STRING: u32 = 0x4487;
+
+/// Elements entered rather than read whole.
+const MASTERS: [u32; 10] = [
+    SEGMENT,
+    CLUSTER,
+    TRACKS,
+    TRACK_ENTRY,
+    VIDEO,
+    TAGS,
+    TAG,
+    SIMPLE_TAG,
+    BLOCK_GROUP,
+    INFO,
+];
+
+/// What one TrackEntry said.
+#[derive(Debug, Default, Clone)]
+struct TrackEntry {
+    number: u64,
+    kind: u64,
+    codec_id: String,
+    private: Vec<u8>,
+    width: u32,
+    height: u32,
+    default_duration_ns: u64,
+}
+
+/// The KVS metadata of the fragment being read.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct FragmentTags {
+    /// `AWS_KINESISVIDEO_FRAGMENT_NUMBER`.
+    pub fragment_number: Option<String>,
+    /// `AWS_KINESISVIDEO_PRODUCER_TIMESTAMP`, epoch ms.
+    pub producer_ms: Option<i64>,
+    /// `AWS_KINESISVIDEO_CONTINUATION_TOKEN`: where a new GetMedia resumes after this.
+    pub continuation_token: Option<String>,
+    /// `AWS_KINESISVIDEO_ERROR_CODE`, if KVS reported one in the stream.
+    pub error: Option<String>,
+}
+
+/// Matroska demuxer for a GetMedia stream (or any live MKV).
+pub struct MkvDemuxer {
+    buf: Vec<u8>,
+    /// Bytes still to discard of an element being skipped.
+    skip: u64,
+    /// After damage: discard until the next EBML header.
+    resync: bool,
+    timecode_scale_ns: u64,
+    entry: Option<TrackEntry>,
+    video_track: Option<u64>,
+    info: Option<StreamInfo>,
+    cluster_tc: i64,
+    /// Cluster-relative time of the fragment's first block, for producer time offsets.
+    first_block_tc: Option<i64>,
+    tag_name: Option<String>,
+    tags: FragmentTags,
+    out: VecDeque<Sample>,
+}
+
+impl Default for MkvDemuxer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MkvDemuxer {
+    /// A demuxer waiting for the first EBML header.
+    pub fn new() -> Self {
+        Self {
+            buf: Vec::new(),
+            skip: 0,
+            resync: false,
+            timecode_scale_ns: 1_000_000,
+            entry: None,
+            video_track: None,
+            info: None,
+            cluster_tc: 0,
+            first_block_tc: None,
+            tag_name: None,
+            tags: FragmentTags::default(),
+            out: VecDeque::new(),
+        }
+    }
+
+    /// The KVS tags of the fragment read last.
+    pub fn tags(&self) -> &FragmentTags {
+        &self.tags
+    }
+
+    fn drain(&mut self) -> Result<(), DemuxError> {
+        let mut at = 0usize;
+        let mut first_error = None;
+        loop {
+            if self.skip > 0 {
+                let available = self.buf.len() - at;
+                let n = available.min(usize::try_from(self.skip).unwrap_or(usize::MAX));
+                at += n;
+                self.skip -= n as u64;
+                if self.skip > 0 {
+                    break;
+                }
+            }
+            if self.resync {
+                let found = self.buf[at..]
+                    .windows(4)
+                    .position(|w| w == EBML.to_be_bytes());
+                match found {
+                    Some(i) => {
+                        at += i;
+                        self.resync = false;
+                    }
+                    None => {
+                        at = self.buf.len().saturating_sub(3).max(at);
+                        break;
+                    }
+                }
+            }
+            match self.element(at) {
+                Ok(Some(next)) => at = next,
+                Ok(None) => break,
+                Err(e) => {
+                    // Drop the damaged fragment: look for the next one from here on.
+                    first_error.get_or_insert(e);
+                    self.skip = 0;
+                    self.resync = true;
+                    self.entry = None;
+                    at += 1;
+                }
+            }
+        }
+        self.buf.drain(..at);
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Handles the element at `at`: where the next one starts, or `None` to wait for
+    /// more bytes.
+    fn element(&mut self, at: usize) -> Result<Option<usize>, DemuxError> {
+        let Some((id, size, header)) = element_header(&self.buf[at..])? else {
+            return Ok(None);
+        };
+        if MASTERS.contains(&id) || id == EBML {
+            self.enter(id)?;
+            if id == EBML {
+                // The EBML header's children (version, doctype) do not matter.
+                let size =
+                    size.ok_or_else(|| malformed("an EBML header of unknown size".into()))?;
+                self.skip = size;
+            }
+            return Ok(Some(at + header));
+        }
+        let Some(size) = size else {
+            return Err(malformed(format!("element {id:#x} has an unknown size")));
+        };
+        if !is_read(id) {
+            self.skip = size;
+            return Ok(Some(at + header));
+        }
+        if size > MAX_BUFFER as u64 {
+            return Err(malformed(format!("element {id:#x} claims {size} bytes")));
+        }
+        let end = at + header + size as usize;
+        if end > self.buf.len() {
+            return Ok(None);
+        }
+        let body = self.buf[at + header..end].to_vec();
+        self.leaf(id, &body)?;
+        Ok(Some(end))
+    }
+
+    /// A master element starts.
+    fn enter(&mut self, id: u32) -> Result<(), DemuxError> {
+        match id {
+            EBML => {
+                self.commit_entry()?;
+                self.tags = FragmentTags::default();
+                self.first_block_tc = None;
+            }
+            TRACK_ENTRY => {
+                self.commit_entry()?;
+                self.entry = Some(TrackEntry::default());
+            }
+            CLUSTER | TAGS | SEGMENT => self.commit_entry()?,
+            SIMPLE_TAG => self.tag_name = None,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn commit_entry(&mut self) -> Result<(), DemuxError> {
+        let Some(e) = self.entry.take() else {
+            return Ok(());
+        };
+        if e.kind != 1 {
+            return Ok(());
+        }
+        let codec = match e.codec_id.as_str() {
+            "V_MPEG4/ISO/AVC" => Codec::H264,
+            "V_MPEGH/ISO/HEVC" => Codec::H265,
+            other => {
+                if self.video_track.is_none() {
+                    return Err(DemuxError::Unsupported {
+                        container: CONTAINER,
+                        message: format!(
+                            "video codec {other} is not supported (H.264 and H.265 are)"
+                        ),
+                    });
+                }
+                return Ok(());
+            }
+        };
+        let info = StreamInfo {
+            codec,
+            extradata: e.private,
+            width: e.width,
+            height: e.height,
+            fps: (e.default_duration_ns > 0).then(|| 1e9 / e.default_duration_ns as f64),
+        };
+        match &self.info {
+            // Every KVS fragment repeats the track; the first one configures the decoder.
+            Some(old) if old.codec != info.codec => {
+                return Err(DemuxError::Unsupported {
+                    container: CONTAINER,
+                    message: format!(
+                        "the codec changed mid-stream ({:?} → {:?})",
+                        old.codec, info.codec
+                    ),
+                })
+            }
+            Some(_) => {}
+            None => self.info = Some(info),
+        }
+        self.video_track = Some(e.number);
+        Ok(())
+    }
+
+    fn leaf(&mut self, id: u32, body: &[u8]) -> Result<(), DemuxError> {
+        match id {
+            TIMECODE_SCALE => self.timecode_scale_ns = uint(body).max(1),
+            TIMECODE => self.cluster_tc = uint(body) as i64,
+            SIMPLE_BLOCK | BLOCK => self.block(body, id == SIMPLE_BLOCK)?,
+            TAG_NAME => self.tag_name = Some(String::from_utf8_lossy(body).into_owned()),
+            TAG_STRING => {
+                let value = String::from_utf8_lossy(body)
+                    .trim_end_matches('\0')
+                    .to_owned();
+                match self.tag_name.as_deref() {
+                    Some("AWS_KINESISVIDEO_FRAGMENT_NUMBER") => {
+                        self.tags.fragment_number = Some(value)
+                    }
+                    Some("AWS_KINESISVIDEO_PRODUCER_TIMESTAMP") => {
+                        self.tags.producer_ms = parse_epoch_ms(&value)
+                    }
+                    Some("AWS_KINESISVIDEO_CONTINUATION_TOKEN") => {
+                        self.tags.continuation_token = Some(value)
+                    }
+                    Some("AWS_KINESISVIDEO_ERROR_CODE") => self.tags.error = Some(value),
+                    _ => {}
+                }
+            }
+            _ => {
+                let Some(entry) = self.entry.as_mut() else {
+                    return Ok(());
+                };
+                match id {
+                    TRACK_NUMBER => entry.number = uint(body),
+                    TRACK_TYPE => entry.kind = uint(body),
+                    CODEC_ID => {
+                        entry.codec_id = String::from_utf8_lossy(body)
+                            .trim_end_matches('\0')
+                            .to_owned()
+                    }
+                    CODEC_PRIVATE => entry.private = body.to_vec(),
+                    PIXEL_WIDTH => entry.width = uint(body) as u32,
+                    PIXEL_HEIGHT => entry.height = uint(body) as u32,
+                    DEFAULT_DURATION => entry.default_duration_ns = uint(body),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn block(&mut self, body: &[u8], simple: bool) -> Result<(), DemuxError> {
+        let Some((track, n)) = vint(body, false) else {
+            return Err(malformed("a block with a bad track number".into()));
+        };
+        let track = track.unwrap_or(u64::MAX);
+        let Some(head) = body.get(n..n + 3) else {
+            return Err(malformed("a block shorter than its header".into()));
+        };
+        if Some(track) != self.video_track {
+            return Ok(());
+        }
+        let Some(codec) = self.info.as_ref().map(|i| i.codec) else {
+            return Ok(());
+        };
+        let relative = i64::from(i16::from_be_bytes([head[0], head[1]]));
+        let flags = head[2];
+        if flags & 0x06 != 0 {
+            return Err(malformed("laced video blocks are not supported".into()));
+        }
+        let data = &body[n + 3..];
+        if data.is_empty() {
+            return Ok(());
+        }
+        let ticks = self.cluster_tc + relative;
+        let pts_90k = (i128::from(ticks) * i128::from(self.timecode_scale_ns) * 9 / 100_000) as i64;
+        let first = *self.first_block_tc.get_or_insert(ticks);
+        let wall_ms = self.tags.producer_ms.map(|p| {
+            p + ((i128::from(ticks - first) * i128::from(self.timecode_scale_ns)) / 1_000_000)
+                as i64
+        });
+        self.out.push_back(Sample {
+            keyframe: (simple && flags & 0x80 != 0) || has_keyframe(codec, data, true),
+            data: data.to_vec(),
+            pts_90k,
+            wall_ms,
+        });
+        Ok(())
+    }
+}
+
+fn is_read(id: u32) -> bool {
+    matches!(
+        id,
+        TIMECODE_SCALE
+            | TRACK_NUMBER
+            | TRACK_TYPE
+            | CODEC_ID
+            | CODEC_PRIVATE
+            | DEFAULT_DURATION
+            | PIXEL_WIDTH
+            | PIXEL_HEIGHT
+            | TIMECODE
+            | SIMPLE_BLOCK
+            | BLOCK
+            | TAG_NAME
+            | TAG_STRING
+    )
+}
+
+/// An EBML variable-length integer: (value, or `None` when all value bits are ones,
+/// i.e. "unknown"; bytes used). `keep_marker` keeps the length bits (element IDs).
+fn vint(b: &[u8], keep_marker: bool) -> Option<(Option<u64>, usize)> {
+    let first = *b.first()?;
+    if first == 0 {
+        return Some((None, 0)); // longer than 8 bytes: invalid, reported by the caller
+    }
+    let len = first.leading_zeros() as usize + 1;
+    let bytes = b.get(..len)?;
+    let mask = if keep_marker {
+        0xff
+    } else {
+        (0xffu16 >> len) as u8
+    };
+    let mut value = u64::from(first & mask);
+    for &byte in &bytes[1..] {
+        value = (value << 8) | u64::from(byte);
+    }
+    let all_ones = (1u64 << (7 * len)) - 1;
+    let unknown = !keep_marker && value == all_ones;
+    Some(((!unknown).then_some(value), len))
+}
+
+/// (id, size or unknown, header length), `None` if more bytes are needed.
+#[allow(clippy::type_complexity)]
+fn element_header(b: &[u8]) -> Result<Option<(u32, Option<u64>, usize)>, DemuxError> {
+    let Some((id, id_len)) = vint(b, true) else {
+        return Ok(None);
+    };
+    if id_len == 0 || id_len > 4 {
+        return Err(malformed(format!("bad element id byte {:#04x}", b[0])));
+    }
+    let Some((size, size_len)) = vint(&b[id_len..], false) else {
+        return Ok(None);
+    };
+    if size_len == 0 {
+        return Err(malformed("bad element size".into()));
+    }
+    Ok(Some((id.unwrap_or(0) as u32, size, id_len + size_len)))
+}
+
+fn uint(body: &[u8]) -> u64 {
+    body.iter().take(8).fold(0, |v, &b| (v << 8) | u64::from(b))
+}
+
+/// KVS writes producer timestamps as epoch seconds with a fraction; plain milliseconds
+/// are accepted too.
+fn parse_epoch_ms(text: &str) -> Option<i64> {
+    let t = text.trim();
+    if t.contains('.') {
+        let secs: f64 = t.parse().ok()?;
+        return secs.is_finite().then(|| (secs * 1000.0).round() as i64);
+    }
+    let n: i64 = t.parse().ok()?;
+    Some(if n > 100_000_000_000 {
+        n
+    } else {
+        n.saturating_mul(1000)
+    })
+}
+
+fn malformed(message: String) -> DemuxError {
+    DemuxError::Malformed {
+        container: CONTAINER,
+        message,
+    }
+}
+
+impl Demuxer for MkvDemuxer {
+    fn push(&mut self, data: &[u8]) -> Result<(), DemuxError> {
+        if self.buf.len() + data.len() > MAX_BUFFER {
+            self.buf.clear();
+            self.resync = true;
+            return Err(malformed(
+                "more than 64 MiB without a complete element".into(),
+            ));
+        }
+        self.buf.extend_from_slice(data);
+        self.drain()
+    }
+
+    fn info(&self) -> Option<&StreamInfo> {
+        self.info.as_ref()
+    }
+
+    fn next_sample(&mut self) -> Option<Sample> {
+        self.out.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testdata::clip;
+    use super::*;
+
+    fn demux(d: &mut MkvDemuxer, bytes: &[u8], chunk: usize) -> Vec<Sample> {
+        let mut out = Vec::new();
+        for piece in bytes.chunks(chunk) {
+            let _ = d.push(piece);
+            out.extend(std::iter::from_fn(|| d.next_sample()));
+        }
+        out
+    }
+
+    #[test]
+    fn every_block_of_an_ffmpeg_live_mkv_comes_out() {
+        let Some(bytes) = clip("clip-live.mkv", &["-live", "1", "-f", "matroska"]) else {
+            return;
+        };
+        for chunk in [1, 77, 4096, 1 << 20] {
+            let mut d = MkvDemuxer::new();
+            let samples = demux(&mut d, &bytes, chunk);
+            let info = d.info().unwrap();
+            assert_eq!(
+                (info.codec, info.width, info.height),
+                (Codec::H264, 320, 240)
+            );
+            assert_eq!(info.extradata[0], 1, "an avcC record");
+            assert_eq!(samples.len(), 50, "chunk {chunk}");
+            for pair in samples.windows(2) {
+                assert_eq!(pair[1].pts_90k - pair[0].pts_90k, 3600);
+            }
+            let keys: Vec<_> = (0..50).filter(|&i| samples[i].keyframe).collect();
+            assert_eq!(keys, [0, 25]);
+        }
+    }
+
+    /// A minimal KVS-style fragment: EBML header, unknown-size Segment, tags, track,
+    /// cluster with one key block.
+    fn fragment(number: &str, producer: &str, tc: u8) -> Vec<u8> {
+        let el = |id: &[u8], body: &[u8]| {
+            let mut v = id.to_vec();
+            v.push(0x80 | body.len() as u8);
+            v.extend_from_slice(body);
+            v
+        };
+        let tag = |name: &str, value: &str| {
+            let mut st = el(&[0x45, 0xA3], name.as_bytes());
+            st.extend(el(&[0x44, 0x87], value.as_bytes()));
+            el(&[0x73, 0x73], &el(&[0x67, 0xC8], &st))
+        };
+        let mut out = el(&[0x1A, 0x45, 0xDF, 0xA3], &el(&[0x42, 0x82], b"matroska"));
+        out.extend([
+            0x18, 0x53, 0x80, 0x67, 0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ]);
+        let mut entry = el(&[0xD7], &[1]);
+        entry.extend(el(&[0x83], &[1]));
+        entry.extend(el(&[0x86], b"V_MPEG4/ISO/AVC"));
+        entry.extend(el(&[0x63, 0xA2], &[1, 0x64, 0, 0x1f, 0xff]));
+        out.extend(el(&[0x16, 0x54, 0xAE, 0x6B], &el(&[0xAE], &entry)));
+        let mut tags = tag("AWS_KINESISVIDEO_FRAGMENT_NUMBER", number);
+        tags.extend(tag("AWS_KINESISVIDEO_PRODUCER_TIMESTAMP", producer));
+        out.extend(el(&[0x12, 0x54, 0xC3, 0x67], &tags));
+        out.extend([0x1F, 0x43, 0xB6, 0x75, 0xff]); // unknown-size cluster
+        out.extend(el(&[0xE7], &[tc]));
+        // Track 1, +10 ms, keyframe; one IDR NAL unit, length-prefixed.
+        out.extend(el(&[0xA3], &[0x81, 0, 10, 0x80, 0, 0, 0, 2, 0x65, 0x88]));
+        out.extend(el(
+            &[0x12, 0x54, 0xC3, 0x67],
+            &tag("AWS_KINESISVIDEO_CONTINUATION_TOKEN", number),
+        ));
+        out
+    }
+
+    #[test]
+    fn kvs_fragments_carry_their_number_producer_time_and_token() {
+        let mut bytes = fragment("9100", "1700000000.250", 100);
+        bytes.extend(fragment("9101", "1700000002.250", 200));
+        let mut d = MkvDemuxer::new();
+        let samples = demux(&mut d, &bytes, 5);
+        assert_eq!(samples.len(), 2);
+        assert_eq!(samples[0].pts_90k, 110 * 90);
+        assert_eq!(samples[1].pts_90k, 210 * 90);
+        assert_eq!(samples[0].wall_ms, Some(1_700_000_000_250));
+        assert_eq!(samples[1].wall_ms, Some(1_700_000_002_250));
+        assert!(samples.iter().all(|s| s.keyframe));
+        assert_eq!(d.tags().fragment_number.as_deref(), Some("9101"));
+        assert_eq!(d.tags().continuation_token.as_deref(), Some("9101"));
+    }
+
+    #[test]
+    fn random_bytes_cost_only_the_fragment_they_hit() {
+        let mut bytes = fragment("1", "1700000000.000", 1);
+        bytes.extend([0x00, 0x13, 0x77, 0x01, 0x02]);
+        bytes.extend(fragment("2", "1700000001.000", 2));
+        bytes.extend(fragment("3", "1700000002.000", 3));
+        let mut d = MkvDemuxer::new();
+        let samples = demux(&mut d, &bytes, 1000);
+        let pts: Vec<_> = samples.iter().map(|s| s.pts_90k / 90).collect();
+        assert_eq!(pts, [11, 12, 13]);
+    }
+
+    #[test]
+    fn vints_decode_with_and_without_their_marker() {
+        assert_eq!(vint(&[0x81], false), Some((Some(1), 1)));
+        assert_eq!(vint(&[0x40, 0x02], false), Some((Some(2), 2)));
+        assert_eq!(vint(&[0xff], false), Some((None, 1)));
+        assert_eq!(
+            vint(&[0x1A, 0x45, 0xDF, 0xA3], true),
+            Some((Some(0x1A45_DFA3), 4))
+        );
+        assert_eq!(vint(&[0x40], false), None);
+        assert_eq!(parse_epoch_ms("1700000000.25"), Some(1_700_000_000_250));
+        assert_eq!(parse_epoch_ms("1700000000250"), Some(1_700_000_000_250));
+    }
+}

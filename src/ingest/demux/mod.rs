@@ -1,0 +1,201 @@
+//! Container demuxers for live sources: pure, synchronous and incremental.
+//!
+//! Bytes go in as they arrive from the network ([`Demuxer::push`]); access units come
+//! out as soon as they are complete ([`Demuxer::next_sample`]). No I/O happens here, so
+//! the parsers are unit-tested on ffmpeg-made clips and fuzzed (`fuzz/`) on any bytes.
+//! Damaged input is an error for that input, never a panic, and memory per demuxer is
+//! bounded by [`MAX_BUFFER`].
+//!
+//! - [`ts`]: MPEG-TS (KVS HLS's `MPEG_TS` container; Annex B access units).
+//! - [`mp4`]: fragmented MP4 (KVS HLS's default `FRAGMENTED_MP4`; `avcC`/`hvcC`).
+//! - [`mkv`]: Matroska as GetMedia streams it, fragment after fragment, with KVS's tags.
+
+pub mod mkv;
+pub mod mp4;
+pub mod ts;
+
+use super::{Codec, StreamInfo};
+
+/// Most bytes a demuxer holds while waiting for an element or box to complete.
+pub const MAX_BUFFER: usize = 64 << 20;
+
+/// One access unit out of a container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The picture's NAL units, framed as [`StreamInfo::extradata`] says.
+    pub data: Vec<u8>,
+    /// Presentation time, 90 kHz, unwrapped so it only grows within a stream.
+    pub pts_90k: i64,
+    /// Whether decoding can start here.
+    pub keyframe: bool,
+    /// The producer's wall-clock time of this frame, epoch ms, where the container says.
+    pub wall_ms: Option<i64>,
+}
+
+/// Why a container could not be parsed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DemuxError {
+    /// The bytes are not the container they should be.
+    #[error("{container}: {message}")]
+    Malformed {
+        /// `mpeg-ts`, `fmp4` or `matroska`.
+        container: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+    /// The container is fine but holds nothing we decode.
+    #[error("{container}: {message}")]
+    Unsupported {
+        /// `mpeg-ts`, `fmp4` or `matroska`.
+        container: &'static str,
+        /// What is missing.
+        message: String,
+    },
+}
+
+/// An incremental container parser.
+pub trait Demuxer: Send {
+    /// Feeds the next bytes of the stream.
+    fn push(&mut self, data: &[u8]) -> Result<(), DemuxError>;
+
+    /// Marks the end of a self-contained piece (an HLS segment): a unit still being
+    /// gathered is complete now.
+    fn end_of_segment(&mut self) -> Result<(), DemuxError> {
+        Ok(())
+    }
+
+    /// The video track's description, once the container has given it.
+    fn info(&self) -> Option<&StreamInfo>;
+
+    /// The next complete access unit, if any.
+    fn next_sample(&mut self) -> Option<Sample>;
+}
+
+/// Whether an access unit holds a picture decoding can start at, by its NAL unit types.
+/// `length_prefixed` says how units are framed: 4-byte lengths or Annex B start codes.
+pub fn has_keyframe(codec: Codec, data: &[u8], length_prefixed: bool) -> bool {
+    let is_key = |header: u8| match codec {
+        // IDR slice.
+        Codec::H264 => header & 0x1f == 5,
+        // IRAP pictures: BLA, IDR, CRA.
+        Codec::H265 => (16..=21).contains(&((header >> 1) & 0x3f)),
+    };
+    if length_prefixed {
+        let mut at = 0usize;
+        while at + 4 < data.len() {
+            let len = u32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+            if is_key(data[at + 4]) {
+                return true;
+            }
+            at = at.saturating_add(4).saturating_add(len as usize);
+        }
+        false
+    } else {
+        let mut zeros = 0usize;
+        for (i, &b) in data.iter().enumerate() {
+            if b == 1 && zeros >= 2 {
+                if let Some(&header) = data.get(i + 1) {
+                    if is_key(header) {
+                        return true;
+                    }
+                }
+            }
+            zeros = if b == 0 { zeros + 1 } else { 0 };
+        }
+        false
+    }
+}
+
+/// Big-endian reads that report truncation instead of panicking.
+pub(crate) struct Reader<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
+        Self { data, at: 0 }
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
+        self.data.len() - self.at
+    }
+
+    pub(crate) fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(n)?;
+        let out = self.data.get(self.at..end)?;
+        self.at = end;
+        Some(out)
+    }
+
+    pub(crate) fn skip(&mut self, n: usize) -> Option<()> {
+        self.bytes(n).map(|_| ())
+    }
+
+    pub(crate) fn u8(&mut self) -> Option<u8> {
+        self.bytes(1).map(|b| b[0])
+    }
+
+    pub(crate) fn u16(&mut self) -> Option<u16> {
+        self.bytes(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    pub(crate) fn u32(&mut self) -> Option<u32> {
+        self.bytes(4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    pub(crate) fn u64(&mut self) -> Option<u64> {
+        self.bytes(8).map(|b| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            u64::from_be_bytes(a)
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testdata {
+    //! Clips made with ffmpeg for the parsers' tests, cached under `target/`.
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    /// Makes (once) a 2-second 320×240 25 fps H.264 test pattern, GOP 25, in `ext`'s
+    /// container with `args` added; `None` (and a loud note) when ffmpeg is missing.
+    pub fn clip(name: &str, args: &[&str]) -> Option<Vec<u8>> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/demux-fixtures");
+        std::fs::create_dir_all(&dir).ok()?;
+        let path = dir.join(name);
+        if !path.exists() && !make(&path, args) {
+            eprintln!("SKIPPED: ffmpeg could not make {name}");
+            return None;
+        }
+        std::fs::read(&path).ok()
+    }
+
+    fn make(path: &Path, args: &[&str]) -> bool {
+        let tmp = path.with_extension(format!(
+            "tmp.{}",
+            path.extension().and_then(|e| e.to_str()).unwrap_or("bin")
+        ));
+        let status = Command::new("ffmpeg")
+            .args(["-y", "-loglevel", "error", "-f", "lavfi", "-i"])
+            .arg("testsrc2=size=320x240:rate=25:duration=2")
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "25",
+                "-bf",
+                "0",
+                "-pix_fmt",
+                "yuv420p",
+            ])
+            .args(args)
+            .arg(&tmp)
+            .status();
+        matches!(status, Ok(s) if s.success()) && std::fs::rename(&tmp, path).is_ok()
+    }
+}
