@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Around the flow: [`config`] (schema, loading, pure validation), [`telemetry`]
-//! (metric vocabulary, Prometheus exporter, JSON logs), [`http`] (`/healthz`, `/readyz`,
+//! (metric vocabulary, Prometheus exporter, JSON logs), [`aws`] (settings shared by every
+//! AWS client), [`http`] (`/healthz`, `/readyz`,
 //! `/metrics`), [`shutdown`] (signals) and [`pipeline`], where everything is wired,
 //! supervised and shut down in order.
 
@@ -33,6 +34,7 @@ pub mod detect;
 
 pub mod publish;
 
+pub mod aws;
 pub mod bench;
 pub mod cli;
 pub mod http;

@@ -10,7 +10,7 @@ use clap::Parser;
 use kvs_infer::bench::{AlprArgs, BenchArgs, PublisherArgs};
 use kvs_infer::cli::{Cli, Command};
 use kvs_infer::config::{self, Config, ConfigError, LoadError};
-use kvs_infer::pipeline::{self, Options, RunError, StartError};
+use kvs_infer::pipeline::{self, Options, RunError};
 use kvs_infer::telemetry::{init_logging, LogLevel};
 use kvs_infer::{shutdown, VERSION};
 
@@ -174,9 +174,6 @@ fn check_config(path: &Path) -> ExitCode {
                 config.cameras.len(),
                 enabled
             );
-            for note in pipeline::unsupported(&config) {
-                println!("note: {note}");
-            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -261,9 +258,6 @@ fn serve(cli: Cli) -> ExitCode {
         Err(RunError::Start(e)) => {
             tracing::error!(error = %e, "Start-up failed.");
             eprintln!("kvs-infer: error: {e}");
-            if let StartError::Unsupported(problems) = &e {
-                print_problems(problems);
-            }
             ExitCode::from(EXIT_USAGE)
         }
         Err(e) => {

@@ -333,12 +333,58 @@ pub struct KvsSourceConfig {
     /// First reconnect delay; doubles per failure, with jitter.
     #[serde(default = "default_retry_delay_sec")]
     pub retry_delay_sec: f64,
+    /// No frame for this long counts as a failure (and a reconnect).
+    #[serde(default = "default_stall_timeout_sec")]
+    pub stall_timeout_sec: f64,
     /// Endpoint override for the KVS control plane.
     pub endpoint_url: Option<String>,
+    /// How media is read: HLS (the default) or GetMedia (lower latency).
+    #[serde(default)]
+    pub mode: KvsMode,
+    /// Container of HLS segments.
+    #[serde(default)]
+    pub container: HlsContainer,
+    /// Lifetime asked for each HLS session URL (300..=43200); a new one is fetched
+    /// before it expires.
+    #[serde(default = "default_session_expires_sec")]
+    pub session_expires_sec: u32,
+    /// Play recorded video from this producer time (epoch ms) instead of live: HLS
+    /// on-demand, or GetMedia from this timestamp.
+    pub start_timestamp_ms: Option<i64>,
+    /// With `start_timestamp_ms`, where HLS on-demand playback ends (epoch ms).
+    pub end_timestamp_ms: Option<i64>,
 }
 
 fn default_retry_delay_sec() -> f64 {
     5.0
+}
+fn default_stall_timeout_sec() -> f64 {
+    20.0
+}
+fn default_session_expires_sec() -> u32 {
+    300
+}
+
+/// How a KVS camera is read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KvsMode {
+    /// `GetHLSStreamingSessionURL` and segment polling: the seed's path.
+    #[default]
+    Hls,
+    /// `GetMedia`: one long MKV response, lower latency.
+    Getmedia,
+}
+
+/// The container KVS packs HLS segments in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HlsContainer {
+    /// `FRAGMENTED_MP4`, KVS's default.
+    #[default]
+    Fmp4,
+    /// `MPEG_TS`.
+    Mpegts,
 }
 
 /// Where KVS playback starts.
@@ -372,6 +418,39 @@ pub struct FileSourceConfig {
 pub struct RtspSourceConfig {
     /// `rtsp://` or `rtsps://` URL, credentials allowed.
     pub url: String,
+    /// User name, when not in the URL.
+    pub username: Option<String>,
+    /// Password, when not in the URL.
+    pub password: Option<String>,
+    /// `tcp` (interleaved, the default) or `udp`.
+    #[serde(default)]
+    pub transport: RtspTransport,
+    /// Reconnect attempts before the camera is marked failed; unlimited when absent.
+    pub max_retries: Option<u32>,
+    /// First reconnect delay; doubles per failure, with jitter.
+    #[serde(default = "default_rtsp_retry_delay_sec")]
+    pub retry_delay_sec: f64,
+    /// No frame for this long counts as a failure (and a reconnect).
+    #[serde(default = "default_rtsp_stall_timeout_sec")]
+    pub stall_timeout_sec: f64,
+}
+
+fn default_rtsp_retry_delay_sec() -> f64 {
+    1.0
+}
+fn default_rtsp_stall_timeout_sec() -> f64 {
+    10.0
+}
+
+/// RTP transport for RTSP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspTransport {
+    /// RTP interleaved on the RTSP TCP connection.
+    #[default]
+    Tcp,
+    /// RTP over UDP (LAN only: no reordering).
+    Udp,
 }
 
 /// `[cameras.<id>.synthetic]`: generated frames for load tests.

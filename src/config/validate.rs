@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::error::{join_key, ConfigError};
 use super::schema::{
-    AlprParams, CameraConfig, Config, DetectorConfig, FireSmokeParams, PublishersConfig,
+    AlprParams, CameraConfig, Config, DetectorConfig, FireSmokeParams, KvsMode, PublishersConfig,
     SchedulerConfig, SourceRef, WeaponParams, YoloParams,
 };
 
@@ -237,6 +237,42 @@ impl Validator {
                     3600.0,
                     false,
                 );
+                self.range_f64(
+                    &format!("{path}.stall_timeout_sec"),
+                    kvs.stall_timeout_sec,
+                    1.0,
+                    3600.0,
+                    true,
+                );
+                if !(300..=43_200).contains(&kvs.session_expires_sec) {
+                    self.push(
+                        format!("{path}.session_expires_sec"),
+                        format!("{} is not in 300..=43200", kvs.session_expires_sec),
+                    );
+                }
+                match (kvs.start_timestamp_ms, kvs.end_timestamp_ms) {
+                    (None, Some(_)) => self.push(
+                        format!("{path}.end_timestamp_ms"),
+                        "needs start_timestamp_ms",
+                    ),
+                    (Some(start), Some(end)) if end <= start => self.push(
+                        format!("{path}.end_timestamp_ms"),
+                        format!("{end} is not after start_timestamp_ms ({start})"),
+                    ),
+                    (Some(_), Some(_)) if kvs.mode == KvsMode::Getmedia => self.push(
+                        format!("{path}.end_timestamp_ms"),
+                        "is for mode = \"hls\" (GetMedia plays on from its start)",
+                    ),
+                    _ => {}
+                }
+                if let Some(start) = kvs.start_timestamp_ms {
+                    if start < 0 {
+                        self.push(
+                            format!("{path}.start_timestamp_ms"),
+                            format!("{start} is not an epoch time in milliseconds"),
+                        );
+                    }
+                }
                 self.region(&format!("{path}.region"), kvs.region.as_deref());
                 self.endpoint(&format!("{path}.endpoint_url"), kvs.endpoint_url.as_deref());
             }
@@ -257,6 +293,23 @@ impl Validator {
                         "must be an rtsp:// or rtsps:// URL with a host",
                     );
                 }
+                if rtsp.password.is_some() && rtsp.username.is_none() {
+                    self.push(format!("{path}.password"), "needs username");
+                }
+                self.range_f64(
+                    &format!("{path}.retry_delay_sec"),
+                    rtsp.retry_delay_sec,
+                    0.0,
+                    3600.0,
+                    false,
+                );
+                self.range_f64(
+                    &format!("{path}.stall_timeout_sec"),
+                    rtsp.stall_timeout_sec,
+                    1.0,
+                    3600.0,
+                    true,
+                );
             }
             SourceRef::Synthetic(s) => {
                 for (name, value) in [("width", s.width), ("height", s.height)] {

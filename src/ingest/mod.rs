@@ -8,6 +8,10 @@
 
 pub mod demux;
 pub mod file;
+pub mod http;
+pub mod kvs;
+pub mod live;
+pub mod rtsp;
 pub mod synthetic;
 
 use std::time::Instant;

@@ -21,8 +21,11 @@ use crate::decode::ffmpeg::FfmpegDecoder;
 use crate::decode::{Decoder, Frame, FrameSelector};
 use crate::detect::{Action, Detector, Finding, ReadRequest};
 use crate::ingest::file::FileSource;
+use crate::ingest::kvs;
+use crate::ingest::live::SharedCursor;
+use crate::ingest::rtsp::RtspSource;
 use crate::ingest::synthetic::SyntheticFrames;
-use crate::ingest::{now_epoch_ms, FrameSource};
+use crate::ingest::{now_epoch_ms, FrameSource, IngestError};
 use crate::publish::{new_event_id, snapshot_key, Event, Published, Publisher, EVENT_SCHEMA};
 use crate::scheduler::{
     DropNotice, InferResult, Input, Job, ModelQueue, Output, Reply, SharedInput,
@@ -79,18 +82,16 @@ impl Ingest {
             .iter()
             .map(|_| Arc::new(Semaphore::new(1)))
             .collect();
-        let max_attempts = match self.config.source() {
-            Some(SourceRef::File(_)) => Some(FILE_MAX_ATTEMPTS),
-            Some(SourceRef::Kvs(k)) => k.max_retries.map(|r| r + 1),
-            _ => None,
-        };
-        let base_delay = match self.config.source() {
-            Some(SourceRef::Kvs(k)) => Duration::from_secs_f64(k.retry_delay_sec),
-            _ => Duration::from_secs(1),
-        };
+        let policy = RetryPolicy::of(self.config.source());
+        let cursor = SharedCursor::default();
         let mut failures = 0u32;
         loop {
-            let result = self.run_once(offline.then_some(&slots[..]), &mut failures);
+            let result = self.run_once(
+                offline.then_some(&slots[..]),
+                &mut failures,
+                &policy,
+                &cursor,
+            );
             self.metrics.alive(false);
             match result {
                 Ok(Outcome::Stopped) => break,
@@ -98,13 +99,14 @@ impl Ingest {
                     tracing::info!("Source ended.");
                     break;
                 }
-                Err(message) => {
+                Err(Failure { reason, message }) => {
+                    self.metrics.ingest_error(reason);
                     failures += 1;
-                    if max_attempts.is_some_and(|max| failures >= max) {
+                    if policy.max_attempts.is_some_and(|max| failures >= max) {
                         tracing::error!(attempts = failures, error = %message, "Camera failed; giving up on it. Other cameras go on.");
                         break;
                     }
-                    let delay = backoff(base_delay, failures);
+                    let delay = backoff(policy.base_delay, failures);
                     tracing::warn!(attempt = failures, delay_ms = delay.as_millis() as u64, error = %message, "Stream failed; reconnecting.");
                     let stopped = self.runtime.block_on(async {
                         tokio::select! {
@@ -130,16 +132,31 @@ impl Ingest {
         &self,
         slots: Option<&[Arc<Semaphore>]>,
         failures: &mut u32,
-    ) -> Result<Outcome, String> {
+        policy: &RetryPolicy,
+        cursor: &SharedCursor,
+    ) -> Result<Outcome, Failure> {
         let selector = FrameSelector::new(self.config.fps_target);
-        match self.config.source() {
+        let mut source: Box<dyn FrameSource> = match self.config.source() {
             Some(SourceRef::File(f)) => {
-                let mut source =
-                    FileSource::open(&f.path, f.loop_, f.realtime).map_err(|e| e.to_string())?;
-                let mut decoder =
-                    FfmpegDecoder::new(source.info(), selector, 1).map_err(|e| e.to_string())?;
+                let source =
+                    FileSource::open(&f.path, f.loop_, f.realtime).map_err(Failure::stream)?;
                 tracing::info!(path = %f.path.display(), codec = ?source.info().codec, fps = source.info().fps, "Source opened.");
-                self.pump(&mut source, &mut decoder, slots, failures)
+                Box::new(source)
+            }
+            Some(SourceRef::Kvs(k)) => {
+                let open = kvs::open(k, cursor.clone(), self.metrics.clone());
+                match self.live(open, policy.stall)? {
+                    Some(source) => source,
+                    None => return Ok(Outcome::Stopped),
+                }
+            }
+            Some(SourceRef::Rtsp(r)) => {
+                let open =
+                    async { Ok(Box::new(RtspSource::open(r).await?) as Box<dyn FrameSource>) };
+                match self.live(open, policy.stall)? {
+                    Some(source) => source,
+                    None => return Ok(Outcome::Stopped),
+                }
             }
             Some(SourceRef::Synthetic(s)) => {
                 let mut frames = SyntheticFrames::new(s.width, s.height, s.fps);
@@ -154,9 +171,35 @@ impl Ingest {
                     }
                 }
             }
-            Some(other) => Err(format!("{} sources are not built yet", other.kind())),
-            None => Err("no source configured".into()),
-        }
+            None => return Err(Failure::stream("no source configured")),
+        };
+        let mut decoder =
+            FfmpegDecoder::new(source.info(), selector, 1).map_err(Failure::stream)?;
+        self.pump(source.as_mut(), &mut decoder, slots, failures, policy.stall)
+    }
+
+    /// Awaits `future` on the runtime unless intake stops (`None`) or it takes longer
+    /// than `stall` (a stall failure).
+    fn live<T>(
+        &self,
+        future: impl std::future::Future<Output = Result<T, IngestError>>,
+        stall: Option<Duration>,
+    ) -> Result<Option<T>, Failure> {
+        self.runtime.block_on(async {
+            let timed = async {
+                match stall {
+                    Some(limit) => tokio::time::timeout(limit, future)
+                        .await
+                        .map_err(|_| Failure::stall(limit))?
+                        .map_err(Failure::stream),
+                    None => future.await.map_err(Failure::stream),
+                }
+            };
+            tokio::select! {
+                () = self.stop.cancelled() => Ok(None),
+                r = timed => r.map(Some),
+            }
+        })
     }
 
     fn pump(
@@ -165,18 +208,18 @@ impl Ingest {
         decoder: &mut dyn Decoder,
         slots: Option<&[Arc<Semaphore>]>,
         failures: &mut u32,
-    ) -> Result<Outcome, String> {
+        stall: Option<Duration>,
+    ) -> Result<Outcome, Failure> {
         loop {
             if self.stop.is_cancelled() {
                 return Ok(Outcome::Stopped);
             }
-            let unit = self
-                .runtime
-                .block_on(source.next_access_unit())
-                .map_err(|e| e.to_string())?;
+            let Some(unit) = self.live(source.next_access_unit(), stall)? else {
+                return Ok(Outcome::Stopped);
+            };
             let frames = match &unit {
-                Some(unit) => decoder.decode(unit).map_err(|e| e.to_string())?,
-                None => decoder.flush().map_err(|e| e.to_string())?,
+                Some(unit) => decoder.decode(unit).map_err(Failure::stream)?,
+                None => decoder.flush().map_err(Failure::stream)?,
             };
             for frame in frames {
                 if !self.submit(frame, slots, failures) {
@@ -236,6 +279,67 @@ impl Ingest {
             }
         }
         true
+    }
+}
+
+/// Why one connection of a camera ended in failure.
+#[derive(Debug)]
+struct Failure {
+    /// The `ingest_errors_total` reason: `stream` or `stall`.
+    reason: &'static str,
+    message: String,
+}
+
+impl Failure {
+    fn stream(e: impl std::fmt::Display) -> Self {
+        Self {
+            reason: "stream",
+            message: e.to_string(),
+        }
+    }
+
+    fn stall(limit: Duration) -> Self {
+        Self {
+            reason: "stall",
+            message: format!("no frame for {:.1} s", limit.as_secs_f64()),
+        }
+    }
+}
+
+/// How a camera's source is retried.
+struct RetryPolicy {
+    /// Connections tried before the camera is marked failed; unlimited when `None`.
+    max_attempts: Option<u32>,
+    /// First backoff step.
+    base_delay: Duration,
+    /// No access unit for this long is a failure (live sources only).
+    stall: Option<Duration>,
+}
+
+impl RetryPolicy {
+    fn of(source: Option<SourceRef<'_>>) -> Self {
+        match source {
+            Some(SourceRef::Kvs(k)) => Self {
+                max_attempts: k.max_retries.map(|r| r + 1),
+                base_delay: Duration::from_secs_f64(k.retry_delay_sec),
+                stall: Some(Duration::from_secs_f64(k.stall_timeout_sec)),
+            },
+            Some(SourceRef::Rtsp(r)) => Self {
+                max_attempts: r.max_retries.map(|r| r + 1),
+                base_delay: Duration::from_secs_f64(r.retry_delay_sec),
+                stall: Some(Duration::from_secs_f64(r.stall_timeout_sec)),
+            },
+            Some(SourceRef::File(_)) => Self {
+                max_attempts: Some(FILE_MAX_ATTEMPTS),
+                base_delay: Duration::from_secs(1),
+                stall: None,
+            },
+            _ => Self {
+                max_attempts: None,
+                base_delay: Duration::from_secs(1),
+                stall: None,
+            },
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{join_key, Config, ConfigError, DetectorConfig, SourceRef};
+use crate::config::{join_key, Config, DetectorConfig};
 use crate::detect;
 use crate::http::{self, AppState};
 use crate::publish::{start_aws_publishers, LocalPublisher, Publisher};
@@ -121,9 +121,6 @@ impl Probe {
 /// Why the server could not start. The binary exits 2 on these.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The config asks for stages this build does not have.
-    #[error("the config uses parts this build cannot run yet")]
-    Unsupported(Vec<ConfigError>),
     /// Telemetry could not be set up.
     #[error(transparent)]
     Telemetry(#[from] TelemetryError),
@@ -172,32 +169,12 @@ pub enum RunError {
     Http(std::io::Error),
 }
 
-/// The config parts that name stages this build does not have yet, with their paths.
-/// Pure, so `check-config` and the tests can ask too.
-pub fn unsupported(config: &Config) -> Vec<ConfigError> {
-    let mut out = Vec::new();
-    for (id, camera) in config.enabled_cameras() {
-        let path = join_key("cameras", id);
-        if let Some(source @ (SourceRef::Kvs(_) | SourceRef::Rtsp(_))) = camera.source() {
-            out.push(ConfigError::new(
-                format!("{path}.{}", source.kind()),
-                "KVS and RTSP sources are not built yet; file and synthetic sources are",
-            ));
-        }
-    }
-    out
-}
-
 /// Runs the server until `shutdown` is cancelled, then shuts down in order.
 pub async fn run(
     config: Config,
     options: Options,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let problems = unsupported(&config);
-    if !problems.is_empty() {
-        return Err(StartError::Unsupported(problems).into());
-    }
     let telemetry = match options.telemetry.clone() {
         Some(t) => t,
         None => Arc::new(Telemetry::new().map_err(StartError::from)?),
@@ -448,7 +425,6 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{parse_str, Format};
 
     #[test]
     fn readiness_waits_for_every_enabled_camera() {
@@ -461,26 +437,5 @@ mod tests {
         r.mark_started("b");
         assert!(r.waiting_for().is_empty());
         assert!(Readiness::new(Vec::new()).waiting_for().is_empty());
-    }
-
-    #[test]
-    fn stages_not_built_yet_are_named_with_their_paths() {
-        let text = r#"
-            [cameras.cam.file]
-            path = "a.mp4"
-            [[cameras.cam.detectors]]
-            type = "yolo"
-            params = { model_path = "m.onnx" }
-            [cameras.live.rtsp]
-            url = "rtsp://cam/1"
-            [[cameras.live.detectors]]
-            type = "weapon"
-            params = { model_path = "w.onnx", target_classes = ["knife"] }
-            [cameras.off]
-            enabled = false
-        "#;
-        let config = parse_str(text, Format::Toml).unwrap();
-        let paths: Vec<String> = unsupported(&config).into_iter().map(|e| e.path).collect();
-        assert_eq!(paths, ["cameras.live.rtsp"]);
     }
 }

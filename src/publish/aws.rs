@@ -6,9 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+pub use crate::aws::sdk_config;
 
 use super::dynamodb::DynamoSink;
 use super::kinesis::KinesisSink;
@@ -17,24 +15,6 @@ use super::s3::S3Sink;
 use super::Publisher;
 use crate::config::PublishersConfig;
 use crate::telemetry::Metrics;
-
-/// Loads the AWS config from the standard chain, with `region` when given. The SDK's
-/// own retries are off: each sink retries inside an attempt and its queue across
-/// attempts, so every failure is seen and counted.
-pub async fn sdk_config(region: Option<&str>) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::disabled())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(3))
-                .operation_attempt_timeout(Duration::from_secs(15))
-                .build(),
-        );
-    if let Some(region) = region {
-        loader = loader.region(Region::new(region.to_owned()));
-    }
-    loader.load().await
-}
 
 /// The pause before quick retry `n` (1-based): `base_ms · 2^(n-1)`, ±20% jitter.
 pub fn quick_backoff(base_ms: u64, n: u32) -> Duration {

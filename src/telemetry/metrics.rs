@@ -87,6 +87,7 @@ pub struct Metrics {
     publisher_failures: Counter<u64>,
     worker_alive: Gauge<i64>,
     frames_dropped: Counter<u64>,
+    ingest_errors: Counter<u64>,
     batch_size: Histogram<u64>,
     queue_delay_ms: Histogram<f64>,
     engine_batch_ms: Histogram<f64>,
@@ -121,6 +122,10 @@ impl Metrics {
             frames_dropped: meter
                 .u64_counter(FRAMES_DROPPED_TOTAL)
                 .with_description("Frames dropped before inference, per camera and reason.")
+                .build(),
+            ingest_errors: meter
+                .u64_counter(INGEST_ERRORS_TOTAL)
+                .with_description("Ingest failures per camera and reason.")
                 .build(),
             batch_size: meter
                 .u64_histogram(SCHEDULER_BATCH_SIZE)
@@ -168,6 +173,15 @@ impl Metrics {
         }
         for reason in DROP_REASONS {
             self.frames_dropped.add(
+                0,
+                &[
+                    KeyValue::new(LABEL_CAMERA_ID, camera_id.to_owned()),
+                    KeyValue::new(LABEL_REASON, reason),
+                ],
+            );
+        }
+        for reason in INGEST_ERROR_REASONS {
+            self.ingest_errors.add(
                 0,
                 &[
                     KeyValue::new(LABEL_CAMERA_ID, camera_id.to_owned()),
@@ -238,6 +252,17 @@ impl CameraMetrics {
     pub fn dropped(&self, reason: &'static str, n: u64) {
         self.metrics.frames_dropped.add(
             n,
+            &[
+                KeyValue::new(LABEL_CAMERA_ID, self.camera_id.clone()),
+                KeyValue::new(LABEL_REASON, reason),
+            ],
+        );
+    }
+
+    /// Counts one ingest failure; `reason` is one of [`INGEST_ERROR_REASONS`].
+    pub fn ingest_error(&self, reason: &'static str) {
+        self.metrics.ingest_errors.add(
+            1,
             &[
                 KeyValue::new(LABEL_CAMERA_ID, self.camera_id.clone()),
                 KeyValue::new(LABEL_REASON, reason),

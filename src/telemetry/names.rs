@@ -19,6 +19,13 @@ pub const WORKER_ALIVE: &str = "worker_alive";
 pub const FRAMES_DROPPED_TOTAL: &str = "frames_dropped_total";
 /// Every `reason` of [`FRAMES_DROPPED_TOTAL`] (created at zero per camera).
 pub const DROP_REASONS: [&str; 4] = ["replaced", "stale", "cancelled", "engine_error"];
+/// Counter: ingest failures per camera and reason (`stream`: the source failed and
+/// reconnects; `stall`: no frame within the stall timeout, reconnects; `segment`: an HLS
+/// segment could not be fetched and was skipped; `corrupt`: damaged container data was
+/// skipped).
+pub const INGEST_ERRORS_TOTAL: &str = "ingest_errors_total";
+/// Every `reason` of [`INGEST_ERRORS_TOTAL`] (created at zero per camera).
+pub const INGEST_ERROR_REASONS: [&str; 4] = ["stream", "stall", "segment", "corrupt"];
 /// Histogram: images per batch handed to an engine, per model.
 pub const SCHEDULER_BATCH_SIZE: &str = "scheduler_batch_size";
 /// Histogram: time a frame waited in the scheduler's queue, in milliseconds, per model.

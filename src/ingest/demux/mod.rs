@@ -54,7 +54,7 @@ pub enum DemuxError {
 }
 
 /// An incremental container parser.
-pub trait Demuxer: Send {
+pub trait Demuxer: Send + Sync {
     /// Feeds the next bytes of the stream.
     fn push(&mut self, data: &[u8]) -> Result<(), DemuxError>;
 
