@@ -28,6 +28,8 @@ pub struct Cursor {
     pub fragment_number: Option<String>,
     /// KVS GetMedia: where to resume.
     pub continuation_token: Option<String>,
+    /// Connections that resumed at the saved point and have not yet delivered a unit.
+    pub fruitless_resumes: u32,
 }
 
 impl Cursor {
@@ -44,6 +46,7 @@ impl Cursor {
             }
             self.resume_after_90k = None;
         }
+        self.fruitless_resumes = 0;
         self.newest_pts_90k = Some(match self.newest_pts_90k {
             Some(n) if n - pts_90k < NEW_TIMELINE_90K => n.max(pts_90k),
             _ => pts_90k,

@@ -136,6 +136,14 @@ impl MkvDemuxer {
             if self.skip > 0 {
                 let available = self.buf.len() - at;
                 let n = available.min(usize::try_from(self.skip).unwrap_or(usize::MAX));
+                if let Some(i) = fragment_start(&self.buf[at..at + n]) {
+                    // A damaged size ran into the next fragment: read on from there.
+                    first_error.get_or_insert_with(overrun);
+                    self.skip = 0;
+                    self.entry = None;
+                    at += i;
+                    continue;
+                }
                 at += n;
                 self.skip -= n as u64;
                 if self.skip > 0 {
@@ -202,6 +210,10 @@ impl MkvDemuxer {
         }
         let end = at + header + size as usize;
         if end > self.buf.len() {
+            // Still arriving; but if the next fragment has begun, its size was damage.
+            if fragment_start(&self.buf[at + header..]).is_some() {
+                return Err(overrun());
+            }
             return Ok(None);
         }
         let body = self.buf[at + header..end].to_vec();
@@ -360,6 +372,28 @@ impl MkvDemuxer {
         });
         Ok(())
     }
+}
+
+/// Where a fragment's EBML header starts in `b`: the EBML id, its size, then the
+/// EBMLVersion element every muxer writes first (so video bytes rarely look like one).
+fn fragment_start(b: &[u8]) -> Option<usize> {
+    let magic = EBML.to_be_bytes();
+    let mut from = 0;
+    while let Some(i) = b.get(from..)?.windows(4).position(|w| w == magic) {
+        let at = from + i;
+        if let Some(&size) = b.get(at + 4) {
+            let len = size.leading_zeros() as usize + 1;
+            if len <= 8 && b.get(at + 4 + len..at + 6 + len) == Some(&[0x42, 0x86]) {
+                return Some(at);
+            }
+        }
+        from = at + 1;
+    }
+    None
+}
+
+fn overrun() -> DemuxError {
+    malformed("an element runs into the next fragment (damaged size)".into())
 }
 
 fn is_read(id: u32) -> bool {
@@ -522,7 +556,9 @@ mod tests {
             st.extend(el(&[0x44, 0x87], value.as_bytes()));
             el(&[0x73, 0x73], &el(&[0x67, 0xC8], &st))
         };
-        let mut out = el(&[0x1A, 0x45, 0xDF, 0xA3], &el(&[0x42, 0x82], b"matroska"));
+        let mut header = el(&[0x42, 0x86], &[1]);
+        header.extend(el(&[0x42, 0x82], b"matroska"));
+        let mut out = el(&[0x1A, 0x45, 0xDF, 0xA3], &header);
         out.extend([
             0x18, 0x53, 0x80, 0x67, 0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
         ]);
@@ -571,6 +607,25 @@ mod tests {
         let samples = demux(&mut d, &bytes, 1000);
         let pts: Vec<_> = samples.iter().map(|s| s.pts_90k / 90).collect();
         assert_eq!(pts, [11, 12, 13]);
+    }
+
+    #[test]
+    fn a_damaged_size_cannot_swallow_the_fragments_after_it() {
+        // Fragment 1's block claims 1 MiB: the next fragment's header shows it lies.
+        let mut first = fragment("1", "1700000000.000", 1);
+        let block = first.windows(2).position(|w| w == [0xA3, 0x8A]).unwrap();
+        first.splice(block + 1..block + 2, [0x10, 0x10, 0x00, 0x00]);
+        let mut bytes = first;
+        bytes.extend(fragment("2", "1700000001.000", 2));
+        bytes.extend(fragment("3", "1700000002.000", 3));
+        for chunk in [7, 100, 4096] {
+            let mut d = MkvDemuxer::new();
+            let pts: Vec<_> = demux(&mut d, &bytes, chunk)
+                .iter()
+                .map(|s| s.pts_90k / 90)
+                .collect();
+            assert_eq!(pts, [12, 13], "chunk {chunk}");
+        }
     }
 
     #[test]

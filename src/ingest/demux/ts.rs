@@ -28,6 +28,11 @@ pub struct TsDemuxer {
     wrap_offset: i64,
     /// Bytes skipped to regain sync, for the caller's counters.
     skipped_bytes: u64,
+    /// Damage seen since the last segment end: bytes skipped, packets lost.
+    segment_skipped: u64,
+    segment_lost: u32,
+    /// The video PID's last continuity counter.
+    last_cc: Option<u8>,
 }
 
 impl TsDemuxer {
@@ -61,6 +66,12 @@ impl TsDemuxer {
         } else if Some(pid) == self.pmt_pid && pusi {
             self.pmt(payload)?;
         } else if Some(pid) == self.video_pid {
+            let cc = p[3] & 0x0f;
+            if let Some(last) = self.last_cc.replace(cc) {
+                if cc != (last + 1) & 0x0f && cc != last {
+                    self.segment_lost += 1;
+                }
+            }
             if pusi {
                 self.finish_pes();
             }
@@ -213,6 +224,7 @@ impl Demuxer for TsDemuxer {
             if !synced {
                 at += 1;
                 self.skipped_bytes += 1;
+                self.segment_skipped += 1;
                 continue;
             }
             if let Err(e) = self.packet(&buf[at..at + PACKET]) {
@@ -225,8 +237,20 @@ impl Demuxer for TsDemuxer {
     }
 
     fn end_of_segment(&mut self) -> Result<(), DemuxError> {
+        let partial = self.buf.len();
         self.buf.clear();
         self.finish_pes();
+        let (skipped, lost) = (self.segment_skipped, self.segment_lost);
+        self.segment_skipped = 0;
+        self.segment_lost = 0;
+        // Packagers may restart continuity counters in each segment.
+        self.last_cc = None;
+        if skipped > 0 || lost > 0 || partial > 0 {
+            return Err(malformed(&format!(
+                "damaged segment: {skipped} bytes out of sync, {lost} video packets missing, \
+                 {partial} bytes of a cut packet"
+            )));
+        }
         Ok(())
     }
 
@@ -244,16 +268,16 @@ mod tests {
     use super::super::testdata::clip;
     use super::*;
 
-    fn demux_all(bytes: &[u8], chunk: usize) -> (TsDemuxer, Vec<Sample>) {
+    fn demux_all(bytes: &[u8], chunk: usize) -> (TsDemuxer, Vec<Sample>, Result<(), DemuxError>) {
         let mut d = TsDemuxer::new();
         let mut out = Vec::new();
         for piece in bytes.chunks(chunk) {
             d.push(piece).unwrap();
             out.extend(std::iter::from_fn(|| d.next_sample()));
         }
-        d.end_of_segment().unwrap();
+        let end = d.end_of_segment();
         out.extend(std::iter::from_fn(|| d.next_sample()));
-        (d, out)
+        (d, out, end)
     }
 
     #[test]
@@ -262,7 +286,8 @@ mod tests {
             return;
         };
         for chunk in [188 * 7, 1000, 65536] {
-            let (d, samples) = demux_all(&bytes, chunk);
+            let (d, samples, end) = demux_all(&bytes, chunk);
+            end.unwrap();
             assert_eq!(d.info().unwrap().codec, Codec::H264);
             assert_eq!(samples.len(), 50, "chunk {chunk}");
             // 25 fps is 3600 ticks apart; GOP 25 puts keyframes at 0 and 25.
@@ -284,9 +309,26 @@ mod tests {
         damaged.extend_from_slice(&bytes[..188 * 40]);
         damaged.extend_from_slice(&[0x55; 500]);
         damaged.extend_from_slice(&bytes[188 * 40..]);
-        let (d, samples) = demux_all(&damaged, 4096);
+        let (d, samples, end) = demux_all(&damaged, 4096);
         assert!(d.skipped_bytes() >= 500);
+        let err = end.unwrap_err().to_string();
+        assert!(err.contains("damaged segment"), "{err}");
         assert!(samples.len() >= 48, "{} samples", samples.len());
+    }
+
+    #[test]
+    fn lost_packets_and_a_cut_segment_are_reported_at_its_end() {
+        let Some(bytes) = clip("clip.ts", &["-f", "mpegts"]) else {
+            return;
+        };
+        // Drop one packet in the middle and cut the last one short.
+        let mut damaged = bytes[..188 * 100].to_vec();
+        damaged.extend_from_slice(&bytes[188 * 101..bytes.len() - 100]);
+        let (_, samples, end) = demux_all(&damaged, 188 * 10);
+        let err = end.unwrap_err().to_string();
+        assert!(err.contains("1 video packets missing"), "{err}");
+        assert!(err.contains("88 bytes of a cut packet"), "{err}");
+        assert!(samples.len() >= 49, "{}", samples.len());
     }
 
     #[test]

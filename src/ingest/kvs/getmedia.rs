@@ -21,6 +21,9 @@ use crate::ingest::{AccessUnit, FrameSource, IngestError, StreamInfo};
 use crate::telemetry::CameraMetrics;
 use crate::BoxFuture;
 
+/// Resumes at the saved point that may fail before it is given up.
+const MAX_FRUITLESS_RESUMES: u32 = 2;
+
 /// A KVS stream read with GetMedia.
 pub struct GetMediaSource {
     kvs: Kvs,
@@ -78,6 +81,15 @@ impl GetMediaSource {
         let selector = {
             let mut c = live::lock(&cursor);
             c.reconnecting();
+            let saved = c.continuation_token.is_some() || c.fragment_number.is_some();
+            if saved && c.fruitless_resumes >= MAX_FRUITLESS_RESUMES {
+                // The stream breaks at the same place each time (a damaged fragment
+                // KVS keeps serving): give up that point rather than loop on it.
+                tracing::warn!(stream = kvs.stream(), fragment = ?c.fragment_number, "The resume point failed repeatedly; continuing from the configured start instead.");
+                c.continuation_token = None;
+                c.fragment_number = None;
+                c.fruitless_resumes = 0;
+            }
             start_selector(&c, kvs.config())
         };
         let resumed = selector.start_selector_type().clone();
@@ -88,6 +100,9 @@ impl GetMediaSource {
             .send()
             .await
             .map_err(|e| kvs.error(format!("GetMedia failed: {}", DisplayErrorContext(&e))))?;
+        if resumed != StartSelectorType::Now && resumed != StartSelectorType::Earliest {
+            live::lock(&cursor).fruitless_resumes += 1;
+        }
         let mut source = Self {
             kvs,
             cursor,

@@ -1,0 +1,729 @@
+//! A fake Kinesis Video Streams of our own (moto does not serve KVS media): the control
+//! plane's `GetDataEndpoint`, archived media's `GetHLSStreamingSessionURL` with a live
+//! sliding-window HLS playlist (MPEG-TS or fragmented MP4 segments), and `GetMedia`
+//! streaming KVS-shaped MKV fragments in real time, all with the real API's paths and
+//! JSON shapes so the real binary talks to it through the real AWS SDK.
+//!
+//! Media are cut with ffmpeg from a fixture clip (looped to 60 s) into 2-second pieces.
+//! Faults are switched on by the tests: playlists that 404, damaged segments or
+//! fragments, sessions that expire, and the whole server going away and coming back.
+
+#![allow(dead_code)]
+// Handlers return an early `Response` as their error: that is what axum answers with.
+#![allow(clippy::result_large_err)]
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+
+/// Seconds of video per segment and per fragment.
+pub const PIECE_MS: i64 = 2000;
+/// Producer time of the first frame: 2026-11-24T06:00:00Z.
+pub const BASE_EPOCH_MS: i64 = 1_795_500_000_000;
+/// Fragment numbers are this plus the fragment's index.
+const FRAGMENT_BASE: u128 = 91_343_852_333_181_432_392_682_062_600_000_000_000;
+/// Segments in a live playlist's window.
+const WINDOW: usize = 3;
+
+/// The clip cut for each delivery path.
+pub struct Media {
+    ts: Vec<Vec<u8>>,
+    fmp4_init: Vec<u8>,
+    fmp4: Vec<Vec<u8>>,
+    mkv: Vec<Vec<u8>>,
+}
+
+impl Media {
+    /// Cuts `clip` (cached under `target/fake-kvs/`); `None` when ffmpeg fails.
+    pub fn prepare(clip: &Path) -> Option<Media> {
+        let stem = clip.file_stem()?.to_str()?.to_owned();
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("target/fake-kvs")
+            .join(&stem);
+        let done = dir.join("done");
+        if !done.exists() {
+            let _ = std::fs::remove_dir_all(&dir);
+            for sub in ["ts", "fmp4", "mkv"] {
+                std::fs::create_dir_all(dir.join(sub)).ok()?;
+            }
+            let long = dir.join("long.mp4");
+            let steps: [Vec<String>; 4] = [
+                args(&["-stream_loop", "5", "-i"], clip, &["-c", "copy"], &long),
+                args(
+                    &["-i"],
+                    &long,
+                    &[
+                        "-c",
+                        "copy",
+                        "-f",
+                        "hls",
+                        "-hls_time",
+                        "2",
+                        "-hls_list_size",
+                        "0",
+                        "-hls_segment_type",
+                        "mpegts",
+                        "-hls_segment_filename",
+                        &dir.join("ts/seg%03d.ts").display().to_string(),
+                    ],
+                    &dir.join("ts/index.m3u8"),
+                ),
+                args(
+                    &["-i"],
+                    &long,
+                    &[
+                        "-c",
+                        "copy",
+                        "-f",
+                        "hls",
+                        "-hls_time",
+                        "2",
+                        "-hls_list_size",
+                        "0",
+                        "-hls_segment_type",
+                        "fmp4",
+                        "-hls_fmp4_init_filename",
+                        "init.mp4",
+                        "-hls_segment_filename",
+                        &dir.join("fmp4/seg%03d.m4s").display().to_string(),
+                    ],
+                    &dir.join("fmp4/index.m3u8"),
+                ),
+                args(
+                    &["-i"],
+                    &long,
+                    &[
+                        "-c",
+                        "copy",
+                        "-f",
+                        "segment",
+                        "-segment_time",
+                        "2",
+                        "-segment_format",
+                        "matroska",
+                    ],
+                    &dir.join("mkv/frag%03d.mkv"),
+                ),
+            ];
+            for step in steps {
+                let ok = Command::new("ffmpeg")
+                    .args(["-loglevel", "error", "-y"])
+                    .args(&step)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if !ok {
+                    eprintln!("ffmpeg failed: {step:?}");
+                    return None;
+                }
+            }
+            std::fs::write(&done, b"").ok()?;
+        }
+        let read_all = |sub: &str, ext: &str| -> Vec<Vec<u8>> {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join(sub))
+                .map(|d| d.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            files.retain(|p| {
+                p.extension().is_some_and(|e| e == ext)
+                    && p.file_name().is_some_and(|n| n != "init.mp4")
+            });
+            files.sort();
+            files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+        };
+        let mkv = read_all("mkv", "mkv")
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| kvs_fragment(&f, i))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Media {
+            ts: read_all("ts", "ts"),
+            fmp4_init: std::fs::read(dir.join("fmp4/init.mp4")).ok()?,
+            fmp4: read_all("fmp4", "m4s"),
+            mkv,
+        })
+    }
+
+    /// Pieces in each path (they are cut alike).
+    pub fn len(&self) -> usize {
+        self.ts.len().min(self.fmp4.len()).min(self.mkv.len())
+    }
+}
+
+fn args(before: &[&str], input: &Path, after: &[&str], output: &Path) -> Vec<String> {
+    before
+        .iter()
+        .map(|s| s.to_string())
+        .chain([input.display().to_string()])
+        .chain(after.iter().map(|s| s.to_string()))
+        .chain([output.display().to_string()])
+        .collect()
+}
+
+fn fragment_number(index: usize) -> String {
+    (FRAGMENT_BASE + index as u128).to_string()
+}
+
+fn fragment_index(number: &str) -> Option<usize> {
+    let n: u128 = number.parse().ok()?;
+    n.checked_sub(FRAGMENT_BASE).map(|i| i as usize)
+}
+
+/// An EBML element with a 1- or 8-byte size.
+fn element(id: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut out = id.to_vec();
+    if body.len() < 127 {
+        out.push(0x80 | body.len() as u8);
+    } else {
+        out.push(0x01);
+        out.extend_from_slice(&(body.len() as u64).to_be_bytes()[1..]);
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+fn tags(pairs: &[(&str, String)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, value) in pairs {
+        let mut simple = element(&[0x45, 0xA3], name.as_bytes());
+        simple.extend(element(&[0x44, 0x87], value.as_bytes()));
+        body.extend(element(&[0x73, 0x73], &element(&[0x67, 0xC8], &simple)));
+    }
+    element(&[0x12, 0x54, 0xC3, 0x67], &body)
+}
+
+/// Reshapes one ffmpeg MKV file as KVS sends fragment `index`: the Segment's size made
+/// unknown, the fragment's tags before its first Cluster, the continuation token after.
+fn kvs_fragment(file: &[u8], index: usize) -> Option<Vec<u8>> {
+    // EBML header: 4-byte id, 1-byte size (ffmpeg's is short).
+    let vint_len = |b: u8| b.leading_zeros() as usize + 1;
+    let ebml_size_len = vint_len(file[4]);
+    let mut size = u64::from(file[4] & (0xff >> ebml_size_len));
+    for &b in &file[5..4 + ebml_size_len] {
+        size = (size << 8) | u64::from(b);
+    }
+    let segment_at = 4 + ebml_size_len + size as usize;
+    if file.get(segment_at..segment_at + 4)? != [0x18, 0x53, 0x80, 0x67] {
+        return None;
+    }
+    let seg_size_len = vint_len(file[segment_at + 4]);
+    let body_at = segment_at + 4 + seg_size_len;
+    let cluster = body_at
+        + file[body_at..]
+            .windows(4)
+            .position(|w| w == [0x1F, 0x43, 0xB6, 0x75])?;
+    let producer = BASE_EPOCH_MS + index as i64 * PIECE_MS;
+    let mut out = file[..segment_at + 4].to_vec();
+    out.extend([0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    out.extend_from_slice(&file[body_at..cluster]);
+    out.extend(tags(&[
+        ("AWS_KINESISVIDEO_FRAGMENT_NUMBER", fragment_number(index)),
+        (
+            "AWS_KINESISVIDEO_SERVER_TIMESTAMP",
+            format!("{}.{:03}", (producer + 40) / 1000, (producer + 40) % 1000),
+        ),
+        (
+            "AWS_KINESISVIDEO_PRODUCER_TIMESTAMP",
+            format!("{}.{:03}", producer / 1000, producer % 1000),
+        ),
+    ]));
+    out.extend_from_slice(&file[cluster..]);
+    out.extend(tags(&[
+        ("AWS_KINESISVIDEO_MILLIS_BEHIND_NOW", "0".to_owned()),
+        (
+            "AWS_KINESISVIDEO_CONTINUATION_TOKEN",
+            fragment_number(index),
+        ),
+    ]));
+    Some(out)
+}
+
+/// How a piece is damaged when served.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Damage {
+    /// Only its first half is sent.
+    Truncate,
+    /// Its middle third is overwritten with pseudo-random bytes.
+    Garbage,
+}
+
+/// The faults a test switches on.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// The next N media playlist requests answer 404.
+    pub playlist_404: u32,
+    /// Pieces (by index) served damaged, for HLS segments and GetMedia fragments alike.
+    pub damaged: HashMap<usize, Damage>,
+    /// Sessions refuse requests (403) this long after they were created.
+    pub session_ttl: Option<Duration>,
+}
+
+/// What the fake saw, for assertions.
+#[derive(Debug, Default, Clone)]
+pub struct Seen {
+    /// `GetDataEndpoint` API names asked for.
+    pub endpoints: Vec<String>,
+    /// `GetHLSStreamingSessionURL` requests: (playback mode, container).
+    pub sessions: Vec<(String, String)>,
+    /// `GetMedia` start selectors: (type, token or fragment number).
+    pub get_media: Vec<(String, Option<String>)>,
+    /// Playlists answered 404, and requests refused 403.
+    pub playlist_404s: u32,
+    pub refused_403s: u32,
+    /// Damaged pieces served.
+    pub damaged_served: u32,
+    /// Streams asked for that do not exist.
+    pub unknown_streams: u32,
+}
+
+struct Shared {
+    media: Media,
+    streams: HashSet<String>,
+    start: Instant,
+    addr: Mutex<SocketAddr>,
+    faults: Mutex<Faults>,
+    seen: Mutex<Seen>,
+    sessions: Mutex<HashMap<String, (Instant, String)>>,
+    /// Cancelled when the server goes down: open GetMedia bodies end.
+    down: Mutex<CancellationToken>,
+}
+
+/// The running fake.
+pub struct FakeKvs {
+    runtime: tokio::runtime::Runtime,
+    shared: Arc<Shared>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl FakeKvs {
+    /// Serves `media` for the named streams on a free local port; the live clock starts now.
+    pub fn start(media: Media, streams: &[&str]) -> FakeKvs {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let shared = Arc::new(Shared {
+            media,
+            streams: streams.iter().map(|s| s.to_string()).collect(),
+            start: Instant::now(),
+            addr: Mutex::new(listener.local_addr().unwrap()),
+            faults: Mutex::new(Faults::default()),
+            seen: Mutex::new(Seen::default()),
+            sessions: Mutex::new(HashMap::new()),
+            down: Mutex::new(CancellationToken::new()),
+        });
+        let mut fake = FakeKvs {
+            runtime,
+            shared,
+            server: None,
+        };
+        fake.serve(listener);
+        fake
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let token = CancellationToken::new();
+        *self.shared.down.lock().unwrap() = token.clone();
+        let app = Router::new()
+            .route("/getDataEndpoint", post(data_endpoint))
+            .route("/getHLSStreamingSessionURL", post(hls_session))
+            .route("/getMedia", post(get_media))
+            .route("/hls/v1/getHLSMasterPlaylist.m3u8", get(master))
+            .route("/hls/v1/getHLSMediaPlaylist.m3u8", get(media_playlist))
+            .route("/hls/v1/getMP4InitFragment.mp4", get(init))
+            .route("/hls/v1/getTSFragment.ts", get(ts_segment))
+            .route("/hls/v1/getMP4MediaFragment.mp4", get(fmp4_segment))
+            .with_state(self.shared.clone());
+        self.server = Some(self.runtime.spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(token.cancelled_owned())
+                .await;
+        }));
+    }
+
+    /// The endpoint to put in `endpoint_url`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.shared.addr.lock().unwrap())
+    }
+
+    /// Switches faults on or off.
+    pub fn faults(&self) -> std::sync::MutexGuard<'_, Faults> {
+        self.shared.faults.lock().unwrap()
+    }
+
+    /// What the fake has seen so far.
+    pub fn seen(&self) -> Seen {
+        self.shared.seen.lock().unwrap().clone()
+    }
+
+    /// The server goes away: the port closes and open streams end.
+    pub fn stop(&mut self) {
+        self.shared.down.lock().unwrap().cancel();
+        if let Some(server) = self.server.take() {
+            let _ = self
+                .runtime
+                .block_on(async { tokio::time::timeout(Duration::from_secs(5), server).await });
+        }
+    }
+
+    /// The server comes back on the same port.
+    pub fn restart(&mut self) {
+        let addr = *self.shared.addr.lock().unwrap();
+        let listener = self
+            .runtime
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .unwrap();
+        self.serve(listener);
+    }
+}
+
+impl Drop for FakeKvs {
+    fn drop(&mut self) {
+        self.shared.down.lock().unwrap().cancel();
+    }
+}
+
+fn error(status: StatusCode, kind: &str, message: &str) -> Response {
+    (
+        status,
+        [
+            ("x-amzn-errortype", kind),
+            (header::CONTENT_TYPE.as_str(), "application/json"),
+        ],
+        serde_json::json!({ "message": message }).to_string(),
+    )
+        .into_response()
+}
+
+fn json(value: serde_json::Value) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+impl Shared {
+    /// Pieces produced so far on the live clock (the first at once).
+    fn available(&self) -> usize {
+        let produced = self.start.elapsed().as_millis() as i64 / PIECE_MS + 1;
+        (produced as usize).min(self.media.len())
+    }
+
+    fn known(&self, body: &serde_json::Value) -> Result<(), Response> {
+        let name = body["StreamName"].as_str().unwrap_or("");
+        if self.streams.contains(name) {
+            return Ok(());
+        }
+        self.seen.lock().unwrap().unknown_streams += 1;
+        Err(error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            &format!("The requested stream {name} is not found or not active."),
+        ))
+    }
+
+    /// The session's container, or a 403 once it has expired.
+    fn session(&self, query: &HashMap<String, String>) -> Result<String, Response> {
+        let token = query.get("SessionToken").cloned().unwrap_or_default();
+        let sessions = self.sessions.lock().unwrap();
+        let Some((created, container)) = sessions.get(&token) else {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "NotAuthorizedException",
+                "Unknown session token.",
+            ));
+        };
+        let ttl = self.faults.lock().unwrap().session_ttl;
+        if ttl.is_some_and(|ttl| created.elapsed() > ttl) {
+            self.seen.lock().unwrap().refused_403s += 1;
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "NotAuthorizedException",
+                "The session has expired.",
+            ));
+        }
+        Ok(container.clone())
+    }
+
+    /// Piece `index`, damaged if a fault says so.
+    fn piece(&self, bytes: &[u8], index: usize) -> Vec<u8> {
+        let damage = self.faults.lock().unwrap().damaged.get(&index).copied();
+        let mut out = bytes.to_vec();
+        match damage {
+            None => return out,
+            Some(Damage::Truncate) => out.truncate(out.len() / 2),
+            Some(Damage::Garbage) => {
+                let (a, b) = (out.len() / 3, out.len() * 2 / 3);
+                let mut x = 0x2545_F491_4F6C_DD1Du64 ^ index as u64;
+                for byte in &mut out[a..b] {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    *byte = x as u8;
+                }
+            }
+        }
+        self.seen.lock().unwrap().damaged_served += 1;
+        out
+    }
+}
+
+async fn data_endpoint(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    if let Err(r) = s.known(&body) {
+        return r;
+    }
+    let api = body["APIName"].as_str().unwrap_or("").to_owned();
+    s.seen.lock().unwrap().endpoints.push(api);
+    let url = format!("http://{}", s.addr.lock().unwrap());
+    json(serde_json::json!({ "DataEndpoint": url }))
+}
+
+async fn hls_session(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    if let Err(r) = s.known(&body) {
+        return r;
+    }
+    let mode = body["PlaybackMode"].as_str().unwrap_or("LIVE").to_owned();
+    let container = body["ContainerFormat"]
+        .as_str()
+        .unwrap_or("FRAGMENTED_MP4")
+        .to_owned();
+    let token = {
+        let mut sessions = s.sessions.lock().unwrap();
+        let token = format!("CiVzZXNzaW9u{}", sessions.len() + 1);
+        sessions.insert(token.clone(), (Instant::now(), container.clone()));
+        token
+    };
+    s.seen.lock().unwrap().sessions.push((mode, container));
+    let url = format!(
+        "http://{}/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken={token}",
+        s.addr.lock().unwrap()
+    );
+    json(serde_json::json!({ "HLSStreamingSessionURL": url }))
+}
+
+async fn master(State(s): State<Arc<Shared>>, uri: Uri) -> Response {
+    let q = query(&uri);
+    let container = match s.session(&q) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let codecs = if container == "MPEG_TS" {
+        "avc1.640028"
+    } else {
+        "avc1.640028,mp4a.40.2"
+    };
+    let token = &q["SessionToken"];
+    let text = format!(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-STREAM-INF:BANDWIDTH=4000000,CODECS=\"{codecs}\",RESOLUTION=1280x720\ngetHLSMediaPlaylist.m3u8?SessionToken={token}\n"
+    );
+    (
+        [(header::CONTENT_TYPE, "application/vnd.apple.mpegurl")],
+        text,
+    )
+        .into_response()
+}
+
+async fn media_playlist(State(s): State<Arc<Shared>>, uri: Uri) -> Response {
+    let q = query(&uri);
+    let container = match s.session(&q) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    {
+        let mut faults = s.faults.lock().unwrap();
+        if faults.playlist_404 > 0 {
+            faults.playlist_404 -= 1;
+            s.seen.lock().unwrap().playlist_404s += 1;
+            return error(
+                StatusCode::NOT_FOUND,
+                "ResourceNotFoundException",
+                "No fragments found.",
+            );
+        }
+    }
+    let token = &q["SessionToken"];
+    let available = s.available();
+    let first = available.saturating_sub(WINDOW);
+    let ts = container == "MPEG_TS";
+    let mut text = format!(
+        "#EXTM3U\n#EXT-X-VERSION:{}\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{first}\n",
+        if ts { 3 } else { 7 }
+    );
+    if !ts {
+        text.push_str(&format!(
+            "#EXT-X-MAP:URI=\"getMP4InitFragment.mp4?SessionToken={token}\"\n"
+        ));
+    }
+    for i in first..available {
+        let date = rfc3339(BASE_EPOCH_MS + i as i64 * PIECE_MS);
+        let (path, ext) = if ts {
+            ("getTSFragment", "ts")
+        } else {
+            ("getMP4MediaFragment", "mp4")
+        };
+        text.push_str(&format!(
+            "#EXT-X-PROGRAM-DATE-TIME:{date}\n#EXTINF:2.000,\n{path}.{ext}?SessionToken={token}&FragmentNumber={}\n",
+            fragment_number(i)
+        ));
+    }
+    (
+        [(header::CONTENT_TYPE, "application/vnd.apple.mpegurl")],
+        text,
+    )
+        .into_response()
+}
+
+async fn init(State(s): State<Arc<Shared>>, uri: Uri) -> Response {
+    let q = query(&uri);
+    if let Err(r) = s.session(&q) {
+        return r;
+    }
+    (
+        [(header::CONTENT_TYPE, "video/mp4")],
+        s.media.fmp4_init.clone(),
+    )
+        .into_response()
+}
+
+fn segment(s: &Shared, q: &HashMap<String, String>, ts: bool) -> Response {
+    if let Err(r) = s.session(q) {
+        return r;
+    }
+    let index = q.get("FragmentNumber").and_then(|n| fragment_index(n));
+    let pieces = if ts { &s.media.ts } else { &s.media.fmp4 };
+    match index.and_then(|i| pieces.get(i).map(|p| (i, p))) {
+        Some((i, piece)) => {
+            let kind = if ts { "video/mp2t" } else { "video/mp4" };
+            ([(header::CONTENT_TYPE, kind)], s.piece(piece, i)).into_response()
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            "No such fragment.",
+        ),
+    }
+}
+
+async fn ts_segment(State(s): State<Arc<Shared>>, uri: Uri) -> Response {
+    let q = query(&uri);
+    segment(&s, &q, true)
+}
+
+async fn fmp4_segment(State(s): State<Arc<Shared>>, uri: Uri) -> Response {
+    let q = query(&uri);
+    segment(&s, &q, false)
+}
+
+async fn get_media(State(s): State<Arc<Shared>>, _headers: HeaderMap, body: Bytes) -> Response {
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    if let Err(r) = s.known(&body) {
+        return r;
+    }
+    let selector = &body["StartSelector"];
+    let kind = selector["StartSelectorType"]
+        .as_str()
+        .unwrap_or("NOW")
+        .to_owned();
+    let live_edge = s.available() - 1;
+    let (start, detail) = match kind.as_str() {
+        "EARLIEST" => (0, None),
+        "CONTINUATION_TOKEN" => {
+            let token = selector["ContinuationToken"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            (
+                fragment_index(&token).map_or(live_edge, |i| i + 1),
+                Some(token),
+            )
+        }
+        "FRAGMENT_NUMBER" => {
+            let number = selector["AfterFragmentNumber"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            (fragment_index(&number).unwrap_or(live_edge), Some(number))
+        }
+        _ => (live_edge, None),
+    };
+    s.seen.lock().unwrap().get_media.push((kind, detail));
+    let down = s.down.lock().unwrap().clone();
+    let shared = s.clone();
+    let stream = futures::stream::unfold(start, move |i| {
+        let shared = shared.clone();
+        let down = down.clone();
+        async move {
+            if i >= shared.media.len() {
+                return None;
+            }
+            // Fragment i is sent once it has been produced on the live clock.
+            let due = shared.start + Duration::from_millis((i as i64 * PIECE_MS) as u64);
+            tokio::select! {
+                () = down.cancelled() => return None,
+                () = tokio::time::sleep_until(due.into()) => {}
+            }
+            let bytes = shared.piece(&shared.media.mkv[i], i);
+            Some((Ok::<_, std::io::Error>(Bytes::from(bytes)), i + 1))
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "video/webm")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// A URL's query parameters (values are URL-safe here: tokens and numbers).
+fn query(uri: &Uri) -> HashMap<String, String> {
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// `ms` since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+fn rfc3339(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let rem = ms.rem_euclid(86_400_000);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000
+    )
+}
+
+#[test]
+fn rfc3339_formats_the_base_time() {
+    assert_eq!(rfc3339(BASE_EPOCH_MS), "2026-11-24T06:00:00.000Z");
+    assert_eq!(rfc3339(BASE_EPOCH_MS + 2_500), "2026-11-24T06:00:02.500Z");
+}

@@ -1,0 +1,360 @@
+//! Live ingest end to end: the real binary reads Kinesis Video Streams from our fake KVS
+//! (tests/common/fake_kvs.rs) through the real AWS SDK calls, over HLS (fragmented MP4
+//! and MPEG-TS) and GetMedia, runs YOLOv8n and writes events; and it survives the
+//! faults a live stream has, counting each, without touching other cameras.
+
+mod common;
+#[path = "common/fake_kvs.rs"]
+mod fake_kvs;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{fixture, get, metric, read_events, temp_dir, Server};
+use fake_kvs::{Damage, FakeKvs, Media, BASE_EPOCH_MS, PIECE_MS};
+
+const AWS_ENV: [(&str, &str); 4] = [
+    ("AWS_ACCESS_KEY_ID", "testing"),
+    ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ("AWS_REGION", "us-east-1"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];
+
+/// The model and the fake's media, or a loud skip.
+fn assets() -> Option<(PathBuf, Media)> {
+    let model = fixture("models/yolov8n-coco.onnx")?;
+    let clip = fixture("video/person-motorcycle-720p.mp4")?;
+    match Media::prepare(&clip) {
+        Some(media) => Some((model, media)),
+        None => {
+            common::skip("ffmpeg could not cut the clip for the fake KVS");
+            None
+        }
+    }
+}
+
+/// One camera's TOML: `source` is its source table's body.
+fn camera(id: &str, table: &str, source: &str, model: &Path) -> String {
+    format!(
+        r#"
+[cameras.{id}]
+fps_target = 2
+[cameras.{id}.{table}]
+{source}
+[[cameras.{id}.detectors]]
+type = "yolo"
+params = {{ model_path = {model:?}, conf_threshold = 0.5, classes = ["person", "motorcycle"], cooldown_sec = 0 }}
+"#,
+        model = model.display().to_string()
+    )
+}
+
+fn kvs(stream: &str, endpoint: &str, extra: &str) -> String {
+    format!(
+        "stream_name = \"{stream}\"\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\nretry_delay_sec = 0.2\nstall_timeout_sec = 6\n{extra}"
+    )
+}
+
+fn write_config(dir: &Path, cameras: &[String]) -> String {
+    let mut text = format!(
+        "[engine]\nbackend = \"cpu\"\n[scheduler]\nmax_batch_size = 4\npreferred_batch_size = 2\nmax_queue_delay_ms = 50\n[publishers.local]\ndir = {:?}\n",
+        dir.join("out").display().to_string()
+    );
+    for c in cameras {
+        text.push_str(c);
+    }
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// Events per camera id.
+fn events_of(dir: &Path, camera: &str) -> Vec<serde_json::Value> {
+    read_events(&dir.join("out"))
+        .into_iter()
+        .filter(|e| e["camera_id"] == camera)
+        .collect()
+}
+
+/// Waits until every camera in `cameras` has at least `n` events.
+fn wait_events(dir: &Path, cameras: &[&str], n: usize, timeout: Duration) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if cameras.iter().all(|c| events_of(dir, c).len() >= n) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+#[test]
+fn hls_fmp4_hls_ts_and_getmedia_cameras_all_produce_detections() {
+    let Some((model, media)) = assets() else {
+        return;
+    };
+    let fake = FakeKvs::start(media, &["front-door", "parking-lot", "lobby"]);
+    let dir = temp_dir("kvs-modes");
+    let url = fake.url();
+    let config = write_config(
+        &dir,
+        &[
+            camera("fmp4", "kvs", &kvs("front-door", &url, ""), &model),
+            camera(
+                "mpegts",
+                "kvs",
+                &kvs("parking-lot", &url, "container = \"mpegts\""),
+                &model,
+            ),
+            camera(
+                "getmedia",
+                "kvs",
+                &kvs("lobby", &url, "mode = \"getmedia\""),
+                &model,
+            ),
+        ],
+    );
+    let mut server = Server::start_with_env(&["--config", &config], &dir, &AWS_ENV);
+    let all = ["fmp4", "mpegts", "getmedia"];
+    let flowed = wait_events(&dir, &all, 3, Duration::from_secs(90));
+    let (_, _, metrics) = get(server.addr, "/metrics");
+    server.signal(libc::SIGTERM);
+    assert_eq!(
+        server
+            .wait_exit(Duration::from_secs(60))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+    assert!(
+        flowed,
+        "not every camera produced events; log:\n{}",
+        log_text(&server)
+    );
+
+    for id in all {
+        let events = events_of(&dir, id);
+        let labels: std::collections::BTreeSet<_> = events
+            .iter()
+            .flat_map(|e| e["detections"].as_array().unwrap().clone())
+            .map(|d| d["label"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(
+            labels.contains("person") && labels.contains("motorcycle"),
+            "{id}: {labels:?}"
+        );
+        // Frame time is the producer's clock (program date time or MKV tags), which
+        // the fake starts at BASE_EPOCH_MS, and it advances with the stream's pts.
+        let offset = events[0]["ts_ms"].as_i64().unwrap() - events[0]["pts_ms"].as_i64().unwrap();
+        for e in &events {
+            let ts = e["ts_ms"].as_i64().unwrap();
+            let pts = e["pts_ms"].as_i64().unwrap();
+            assert!(
+                (BASE_EPOCH_MS..BASE_EPOCH_MS + 60_000).contains(&ts),
+                "{id}: ts_ms {ts} is not a producer time"
+            );
+            assert!(
+                (ts - pts - offset).abs() <= 100,
+                "{id}: ts_ms {ts} drifts from pts_ms {pts}"
+            );
+        }
+        assert_eq!(
+            metric(&metrics, &format!("worker_alive{{camera_id=\"{id}\"}}")),
+            Some(1.0),
+            "{id}"
+        );
+    }
+    let seen = fake.seen();
+    assert!(seen
+        .endpoints
+        .iter()
+        .any(|a| a == "GET_HLS_STREAMING_SESSION_URL"));
+    assert!(seen.endpoints.iter().any(|a| a == "GET_MEDIA"));
+    let containers: std::collections::BTreeSet<_> =
+        seen.sessions.iter().map(|s| s.1.as_str()).collect();
+    assert_eq!(containers, ["FRAGMENTED_MP4", "MPEG_TS"].into());
+    assert!(seen.sessions.iter().all(|s| s.0 == "LIVE"));
+    assert_eq!(seen.get_media[0].0, "NOW");
+}
+
+/// The server's log so far, one JSON line per entry.
+fn log_text(server: &Server) -> String {
+    server
+        .log
+        .iter()
+        .map(|l| l.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Polls `/metrics` until `check` holds or `timeout` passes.
+fn wait_metrics(server: &Server, timeout: Duration, check: impl Fn(&str) -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if check(&get(server.addr, "/metrics").2) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// The newest `ingest_errors_total` for a camera and reason.
+fn ingest_errors(metrics: &str, camera: &str, reason: &str) -> f64 {
+    metric(
+        metrics,
+        &format!("ingest_errors_total{{camera_id=\"{camera}\",reason=\"{reason}\"}}"),
+    )
+    .unwrap_or(0.0)
+}
+
+#[test]
+fn faults_are_survived_counted_and_kept_to_their_camera() {
+    let Some((model, media)) = assets() else {
+        return;
+    };
+    let clip = fixture("video/person-motorcycle-720p.mp4").unwrap();
+    let mut fake = FakeKvs::start(media, &["hls-cam", "gm-cam"]);
+    {
+        let mut f = fake.faults();
+        f.playlist_404 = 2;
+        f.damaged.insert(2, Damage::Garbage);
+        f.damaged.insert(3, Damage::Truncate);
+        f.session_ttl = Some(Duration::from_secs(5));
+    }
+    let dir = temp_dir("kvs-faults");
+    let url = fake.url();
+    let config = write_config(
+        &dir,
+        &[
+            camera(
+                "hls",
+                "kvs",
+                &kvs("hls-cam", &url, "container = \"mpegts\""),
+                &model,
+            ),
+            camera(
+                "gm",
+                "kvs",
+                &kvs("gm-cam", &url, "mode = \"getmedia\""),
+                &model,
+            ),
+            camera(
+                "missing",
+                "kvs",
+                &kvs("no-such-stream", &url, "max_retries = 1"),
+                &model,
+            ),
+            camera(
+                "file",
+                "file",
+                &format!("path = {:?}\nloop = true", clip.display().to_string()),
+                &model,
+            ),
+        ],
+    );
+    let mut server = Server::start_with_env(&["--config", &config], &dir, &AWS_ENV);
+
+    // Past the 404s, the damaged pieces and at least one expired session.
+    let first = wait_events(&dir, &["hls", "gm", "file"], 2, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(8));
+    let hls_before = events_of(&dir, "hls").len();
+    let gm_before = events_of(&dir, "gm").len();
+    let file_before = events_of(&dir, "file").len();
+
+    // The server disappears for a while, then comes back.
+    fake.stop();
+    let went_down = wait_metrics(&server, Duration::from_secs(30), |m| {
+        ["hls", "gm"]
+            .iter()
+            .all(|id| metric(m, &format!("worker_alive{{camera_id=\"{id}\"}}")) == Some(0.0))
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    fake.restart();
+    let back = wait_events(
+        &dir,
+        &["hls", "gm"],
+        hls_before.max(gm_before) + 2,
+        Duration::from_secs(60),
+    );
+    let (_, _, after) = get(server.addr, "/metrics");
+    server.signal(libc::SIGTERM);
+    let code = server
+        .wait_exit(Duration::from_secs(60))
+        .and_then(|s| s.code());
+    assert!(
+        first,
+        "cameras never produced events; log:\n{}",
+        log_text(&server)
+    );
+    assert!(
+        went_down,
+        "worker_alive did not drop to 0 in the outage; log:\n{}",
+        log_text(&server)
+    );
+    assert!(
+        back,
+        "events did not resume after the server came back; log:\n{}",
+        log_text(&server)
+    );
+    assert_eq!(code, Some(0));
+
+    let seen = fake.seen();
+    assert_eq!(seen.playlist_404s, 2);
+    assert!(seen.refused_403s >= 1, "no session expired: {seen:?}");
+    assert!(seen.damaged_served >= 3, "{seen:?}");
+    // GetMedia resumed after the last fragment it read, not from the live edge.
+    assert!(
+        seen.get_media
+            .iter()
+            .any(|(kind, token)| kind == "CONTINUATION_TOKEN" && token.is_some()),
+        "{:?}",
+        seen.get_media
+    );
+    // Counted: the damage, the failed connections; worker_alive went 0 then 1.
+    assert!(ingest_errors(&after, "hls", "corrupt") >= 1.0, "{after}");
+    assert!(ingest_errors(&after, "gm", "corrupt") >= 1.0, "{after}");
+    assert!(
+        ingest_errors(&after, "hls", "stream") >= 3.0,
+        "404s, expiry, outage: {after}"
+    );
+    assert!(ingest_errors(&after, "gm", "stream") >= 1.0, "{after}");
+    for id in ["hls", "gm", "file"] {
+        assert_eq!(
+            metric(&after, &format!("worker_alive{{camera_id=\"{id}\"}}")),
+            Some(1.0),
+            "{id}"
+        );
+    }
+    // The missing stream gave up after its retries; the file camera never noticed.
+    assert!(server.logged("Camera failed; giving up on it. Other cameras go on."));
+    assert_eq!(ingest_errors(&after, "missing", "stream"), 2.0);
+    assert_eq!(
+        metric(&after, "worker_alive{camera_id=\"missing\"}"),
+        Some(0.0)
+    );
+    assert!(
+        events_of(&dir, "file").len() > file_before,
+        "the file camera stalled"
+    );
+    for reason in ["stream", "stall", "segment", "corrupt"] {
+        assert_eq!(
+            ingest_errors(&after, "file", reason),
+            0.0,
+            "file camera {reason}"
+        );
+    }
+    // No frame is delivered twice across reconnects: per camera, pts never repeats.
+    for id in ["hls", "gm"] {
+        let mut pts: Vec<i64> = events_of(&dir, id)
+            .iter()
+            .map(|e| e["pts_ms"].as_i64().unwrap())
+            .collect();
+        let n = pts.len();
+        pts.sort_unstable();
+        pts.dedup();
+        assert_eq!(pts.len(), n, "{id} repeated frames after a reconnect");
+    }
+    assert!(!server.log.iter().any(|l| l["level"] == "ERROR"
+        && l["message"] != "Camera failed; giving up on it. Other cameras go on."));
+    let _ = PIECE_MS;
+}
