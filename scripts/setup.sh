@@ -6,7 +6,9 @@
 #   - A Python venv in .cache/venv with the packages our scripts use (onnx).
 #   - ONNX Runtime's shared library from the `onnxruntime` PyPI wheel, in
 #     .cache/onnxruntime/, where the server finds it by itself.
-#   - with --test: moto[server] in the venv (a local AWS for the publisher tests), and
+#   - with --test: gst-rtsp-server with python3-gi and the GStreamer parsers/payloaders
+#     (a real RTSP server for the RTSP tests), moto[server] in the venv (a local AWS
+#     for the publisher tests), and
 #     promtool (from Debian's prometheus package, unpacked into
 #     .cache/tools/ rather than installed, so no Prometheus daemon is set up).
 # Used by scripts/demo.sh and scripts/test.sh; safe to run by hand.
@@ -26,17 +28,22 @@ command -v cargo >/dev/null 2>&1 || { log "error: cargo is required (install Rus
 
 # --- Debian packages ------------------------------------------------------------------
 APT_PACKAGES=(libavcodec-dev libavformat-dev libavutil-dev libclang-dev clang pkg-config ffmpeg python3 python3-venv)
+# The RTSP tests serve clips with gst-rtsp-server through Debian's own python3 and gi.
+[ "$FOR_TESTS" = 1 ] && APT_PACKAGES+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 # A python3 outside Debian's packages (pyenv, say) with a working venv module will do.
-if command -v python3 >/dev/null 2>&1 && python3 -c 'import venv, ensurepip' 2>/dev/null; then
-    missing=("${missing[@]/python3-venv}")
-    missing=("${missing[@]/python3}")
-fi
+have_venv=0
+command -v python3 >/dev/null 2>&1 && python3 -c 'import venv, ensurepip' 2>/dev/null && have_venv=1
 to_install=()
-for pkg in "${missing[@]}"; do [ -n "$pkg" ] && to_install+=("$pkg"); done
+for pkg in "${missing[@]}"; do
+    if [ "$have_venv" = 1 ] && { [ "$pkg" = python3 ] || [ "$pkg" = python3-venv ]; }; then
+        continue
+    fi
+    to_install+=("$pkg")
+done
 if ((${#to_install[@]})); then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -134,14 +134,10 @@ impl RtspSource {
             if source.take_parameters() {
                 break;
             }
-            match source.read().await? {
-                Some(unit) => {
-                    if source.take_parameters() {
-                        source.first = Some(unit);
-                        break;
-                    }
-                }
-                None => return Err(err("the stream ended before its parameters".into())),
+            let unit = source.read().await?;
+            if source.take_parameters() {
+                source.first = Some(unit);
+                break;
             }
         }
         tracing::info!(url = %source.shown, codec = ?source.info.codec, width = source.info.width, height = source.info.height, "RTSP stream playing.");
@@ -175,12 +171,13 @@ impl RtspSource {
         }
     }
 
-    async fn read(&mut self) -> Result<Option<AccessUnit>, IngestError> {
+    async fn read(&mut self) -> Result<AccessUnit, IngestError> {
         loop {
             let item = match self.demuxed.next().await {
                 Some(Ok(item)) => item,
                 Some(Err(e)) => return Err(self.error(e.to_string())),
-                None => return Ok(None),
+                // A camera has no end: the supervisor reconnects.
+                None => return Err(self.error("the server ended the stream".into())),
             };
             let CodecItem::VideoFrame(frame) = item else {
                 continue;
@@ -194,13 +191,13 @@ impl RtspSource {
             let ts = frame.timestamp();
             let rate = i64::from(ts.clock_rate().get());
             let pts_90k = (i128::from(ts.elapsed()) * 90_000 / i128::from(rate)) as i64;
-            return Ok(Some(AccessUnit {
+            return Ok(AccessUnit {
                 keyframe: frame.is_random_access_point(),
                 data: frame.into_data(),
                 pts_90k,
                 received_at: Instant::now(),
                 wall_ms: now_epoch_ms(),
-            }));
+            });
         }
     }
 
@@ -208,7 +205,7 @@ impl RtspSource {
         if let Some(unit) = self.first.take() {
             return Ok(Some(unit));
         }
-        self.read().await
+        self.read().await.map(Some)
     }
 }
 

@@ -72,6 +72,9 @@ impl Ingest {
         let source_kind = self.config.source().map_or("none", |s| s.kind());
         let _span =
             tracing::info_span!("camera", camera_id = %self.id, source = source_kind).entered();
+        // Live sources' clients spawn tasks (an RTSP teardown on drop, say): give this
+        // thread the runtime's context.
+        let _runtime = self.runtime.enter();
         for queue in &self.queues {
             queue.add_camera();
         }
@@ -86,12 +89,17 @@ impl Ingest {
         let cursor = SharedCursor::default();
         let mut failures = 0u32;
         loop {
-            let result = self.run_once(
-                offline.then_some(&slots[..]),
-                &mut failures,
-                &policy,
-                &cursor,
-            );
+            // A bug in a parser or client library must cost one connection, not the
+            // camera: a panic is a failure like any other, and the camera reconnects.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.run_once(
+                    offline.then_some(&slots[..]),
+                    &mut failures,
+                    &policy,
+                    &cursor,
+                )
+            }))
+            .unwrap_or_else(|panic| Err(Failure::panicked(&*panic)));
             self.metrics.alive(false);
             match result {
                 Ok(Outcome::Stopped) => break,
@@ -295,6 +303,18 @@ impl Failure {
         Self {
             reason: "stream",
             message: e.to_string(),
+        }
+    }
+
+    fn panicked(payload: &(dyn std::any::Any + Send)) -> Self {
+        let text = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        Self {
+            reason: "stream",
+            message: format!("the source panicked: {text}"),
         }
     }
 
