@@ -1,10 +1,13 @@
 //! Ingest: one [`FrameSource`] per camera yields encoded access units with their pts.
 //!
-//! Sources (DESIGN §3): files (MP4, MKV, MPEG-TS) in [`file`], and [`synthetic`] frames
+//! Sources (DESIGN §3): Kinesis Video Streams over HLS or GetMedia in [`kvs`], RTSP
+//! cameras in [`rtsp`], files (MP4, MKV, MPEG-TS) in [`file`], and [`synthetic`] frames
 //! for load tests (generated already decoded, so they skip the decoder: a load test
-//! then measures scheduling and inference, not our test pattern's encoding). Kinesis
-//! Video Streams and RTSP arrive with the live-ingest issue. The camera supervisor in
-//! [`crate::pipeline`] owns reconnecting with backoff and `worker_alive`.
+//! then measures scheduling and inference, not our test pattern's encoding). Live
+//! sources parse their containers with the pure, incremental [`demux`] parsers, fetch
+//! over [`http`], and keep a [`live::Cursor`] across reconnects. The camera supervisor
+//! in [`crate::pipeline`] owns reconnecting with backoff, stall detection and
+//! `worker_alive`.
 
 pub mod demux;
 pub mod file;
@@ -12,37 +15,14 @@ pub mod http;
 pub mod kvs;
 pub mod live;
 pub mod rtsp;
+mod stream;
 pub mod synthetic;
+
+pub use stream::{Codec, StreamInfo};
 
 use std::time::Instant;
 
 use crate::BoxFuture;
-
-/// Video codecs the decoders accept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Codec {
-    /// H.264 / AVC.
-    H264,
-    /// H.265 / HEVC.
-    H265,
-}
-
-/// What a decoder needs to know about a stream before its first access unit.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StreamInfo {
-    /// The codec.
-    pub codec: Codec,
-    /// Codec configuration: an `avcC`/`hvcC` record when access units are
-    /// length-prefixed (MP4, MKV), or Annex B parameter sets (or nothing) when they use
-    /// start codes (MPEG-TS, RTP).
-    pub extradata: Vec<u8>,
-    /// Coded width in pixels, when the container says.
-    pub width: u32,
-    /// Coded height in pixels, when the container says.
-    pub height: u32,
-    /// Nominal frame rate, when the container says.
-    pub fps: Option<f64>,
-}
 
 /// One encoded picture as the container framed it (see [`StreamInfo::extradata`]).
 #[derive(Debug, Clone)]

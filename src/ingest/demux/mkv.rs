@@ -87,6 +87,8 @@ pub struct MkvDemuxer {
     skip: u64,
     /// After damage: discard until the next EBML header.
     resync: bool,
+    /// Bytes of the element still arriving already searched for a fragment start.
+    searched: usize,
     timecode_scale_ns: u64,
     entry: Option<TrackEntry>,
     video_track: Option<u64>,
@@ -112,6 +114,7 @@ impl MkvDemuxer {
             buf: Vec::new(),
             skip: 0,
             resync: false,
+            searched: 0,
             timecode_scale_ns: 1_000_000,
             entry: None,
             video_track: None,
@@ -173,6 +176,7 @@ impl MkvDemuxer {
                     first_error.get_or_insert(e);
                     self.skip = 0;
                     self.resync = true;
+                    self.searched = 0;
                     self.entry = None;
                     at += 1;
                 }
@@ -188,6 +192,12 @@ impl MkvDemuxer {
         let Some((id, size, header)) = element_header(&self.buf[at..])? else {
             return Ok(None);
         };
+        // A fragment cut short leaves half an element header; the next fragment's EBML
+        // id must not be eaten as the rest of it.
+        let span = &self.buf[at + 1..(at + header + 3).min(self.buf.len())];
+        if span.windows(4).any(|w| w == EBML.to_be_bytes()) {
+            return Err(overrun());
+        }
         if MASTERS.contains(&id) || id == EBML {
             self.enter(id)?;
             if id == EBML {
@@ -209,13 +219,18 @@ impl MkvDemuxer {
             return Err(malformed(format!("element {id:#x} claims {size} bytes")));
         }
         let end = at + header + size as usize;
+        // If the next fragment begins inside this element, its size was damage. Search
+        // only what arrived since the last push (less a header's overlap).
+        let from = at + header + self.searched.saturating_sub(16);
+        if fragment_start(&self.buf[from..end.min(self.buf.len())]).is_some() {
+            self.searched = 0;
+            return Err(overrun());
+        }
         if end > self.buf.len() {
-            // Still arriving; but if the next fragment has begun, its size was damage.
-            if fragment_start(&self.buf[at + header..]).is_some() {
-                return Err(overrun());
-            }
+            self.searched = self.buf.len() - (at + header);
             return Ok(None);
         }
+        self.searched = 0;
         let body = self.buf[at + header..end].to_vec();
         self.leaf(id, &body)?;
         Ok(Some(end))
@@ -488,6 +503,7 @@ impl Demuxer for MkvDemuxer {
         if self.buf.len() + data.len() > MAX_BUFFER {
             self.buf.clear();
             self.resync = true;
+            self.searched = 0;
             return Err(malformed(
                 "more than 64 MiB without a complete element".into(),
             ));

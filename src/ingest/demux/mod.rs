@@ -155,6 +155,90 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
+mod tests {
+    use super::testdata::clip;
+    use super::*;
+
+    /// xorshift64: a deterministic stream of pseudo-random numbers.
+    fn rng(seed: u64) -> impl FnMut() -> u64 {
+        let mut x = seed | 1;
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
+    /// What the fuzz targets do (`fuzz/`), in miniature and on stable, every run:
+    /// damaged copies of real clips, in random chunks, must never panic, and a
+    /// the same demuxer then reads a clean copy whole.
+    #[test]
+    fn mutated_clips_never_panic_and_the_demuxer_recovers() {
+        type Make = fn() -> Box<dyn Demuxer>;
+        let cases: [(&str, &[&str], Make); 3] = [
+            ("clip.ts", &["-f", "mpegts"], || {
+                Box::new(ts::TsDemuxer::new())
+            }),
+            (
+                "clip-frag.mp4",
+                &[
+                    "-movflags",
+                    "+frag_keyframe+empty_moov+default_base_moof",
+                    "-f",
+                    "mp4",
+                ],
+                || Box::new(mp4::Mp4Demuxer::new()),
+            ),
+            ("clip-live.mkv", &["-live", "1", "-f", "matroska"], || {
+                Box::new(mkv::MkvDemuxer::new())
+            }),
+        ];
+        for (name, args, make) in cases {
+            let Some(clean) = clip(name, args) else {
+                return;
+            };
+            let mut next = rng(name.len() as u64 * 7919);
+            for _ in 0..150 {
+                let mut bytes = clean.clone();
+                for _ in 0..=next() % 8 {
+                    let at = (next() as usize) % bytes.len();
+                    match next() % 4 {
+                        0 => bytes[at] = next() as u8,
+                        1 => bytes.truncate(at.max(1)),
+                        2 => bytes
+                            .splice(at..at, (0..next() % 64).map(|_| next() as u8))
+                            .for_each(drop),
+                        _ => {
+                            let end = (at + (next() % 512) as usize).min(bytes.len());
+                            bytes.drain(at..end);
+                        }
+                    }
+                }
+                let mut d = make();
+                let mut rest = &bytes[..];
+                while !rest.is_empty() {
+                    let n = ((next() % 5000) as usize + 1).min(rest.len());
+                    let _ = d.push(&rest[..n]);
+                    rest = &rest[n..];
+                    while d.next_sample().is_some() {}
+                }
+                let _ = d.end_of_segment();
+                while d.next_sample().is_some() {}
+                // The same demuxer reads the next clean segment (a new fragment, for MKV).
+                let _ = d.push(&clean);
+                let _ = d.end_of_segment();
+                let n = std::iter::from_fn(|| d.next_sample()).count();
+                assert!(
+                    n >= 50,
+                    "{name}: {n} samples from a clean copy after damage"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 pub(crate) mod testdata {
     //! Clips made with ffmpeg for the parsers' tests, cached under `target/`.
     use std::path::{Path, PathBuf};
