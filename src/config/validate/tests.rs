@@ -126,3 +126,71 @@ fn rtsp_urls_with_credentials_are_accepted() {
     "#;
     parse_str(text, Format::Toml).unwrap();
 }
+
+#[test]
+fn live_source_settings_are_checked_together() {
+    let text = r#"
+        [cameras.k.kvs]
+        stream_name = "s"
+        mode = "getmedia"
+        session_expires_sec = 60
+        stall_timeout_sec = 0
+        start_timestamp_ms = 2000
+        end_timestamp_ms = 3000
+        [[cameras.k.detectors]]
+        type = "yolo"
+        params = { model_path = "m.onnx" }
+        [cameras.h.kvs]
+        stream_name = "s"
+        end_timestamp_ms = 3000
+        [[cameras.h.detectors]]
+        type = "yolo"
+        params = { model_path = "m.onnx" }
+        [cameras.r.rtsp]
+        url = "rtsp://cam/1"
+        password = "x"
+        transport = "udp"
+        stall_timeout_sec = 0.5
+        [[cameras.r.detectors]]
+        type = "yolo"
+        params = { model_path = "m.onnx" }
+    "#;
+    let errs = errors(text);
+    let expected = [
+        "cameras.h.kvs.end_timestamp_ms: needs start_timestamp_ms",
+        "cameras.k.kvs.end_timestamp_ms: is for mode = \"hls\"",
+        "cameras.k.kvs.session_expires_sec: 60 is not in 300..=43200",
+        "cameras.k.kvs.stall_timeout_sec: 0 is not in 1..=3600",
+        "cameras.r.rtsp.password: needs username",
+        "cameras.r.rtsp.stall_timeout_sec: 0.5 is not in 1..=3600",
+    ];
+    for want in expected {
+        assert!(
+            errs.iter().any(|e| e.starts_with(want)),
+            "missing {want:?} in {errs:#?}"
+        );
+    }
+    assert_eq!(errs.len(), expected.len(), "{errs:#?}");
+}
+
+#[test]
+fn a_kvs_mode_or_container_outside_the_list_is_an_error_naming_it() {
+    let text = r#"
+        [cameras.k.kvs]
+        stream_name = "s"
+        mode = "webrtc"
+        [[cameras.k.detectors]]
+        type = "yolo"
+        params = { model_path = "m.onnx" }
+    "#;
+    let errs = parse_str(text, Format::Toml).unwrap_err();
+    let err = errs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        err.contains("cameras.k.kvs.mode") && err.contains("webrtc"),
+        "{err}"
+    );
+}
