@@ -41,14 +41,14 @@ impl Cursor {
     /// Whether a unit with this pts is new; records it if so.
     pub fn admit(&mut self, pts_90k: i64) -> bool {
         if let Some(after) = self.resume_after_90k {
-            if pts_90k <= after && after - pts_90k < NEW_TIMELINE_90K {
+            if pts_90k <= after && after.saturating_sub(pts_90k) < NEW_TIMELINE_90K {
                 return false;
             }
             self.resume_after_90k = None;
         }
         self.fruitless_resumes = 0;
         self.newest_pts_90k = Some(match self.newest_pts_90k {
-            Some(n) if n - pts_90k < NEW_TIMELINE_90K => n.max(pts_90k),
+            Some(n) if n.saturating_sub(pts_90k) < NEW_TIMELINE_90K => n.max(pts_90k),
             _ => pts_90k,
         });
         true

@@ -289,6 +289,8 @@ struct Shared {
     media: Media,
     streams: HashSet<String>,
     start: Instant,
+    /// The wall clock at `start`, epoch ms: when the first frame met the glass.
+    start_wall_ms: i64,
     addr: Mutex<SocketAddr>,
     faults: Mutex<Faults>,
     seen: Mutex<Seen>,
@@ -319,6 +321,10 @@ impl FakeKvs {
             media,
             streams: streams.iter().map(|s| s.to_string()).collect(),
             start: Instant::now(),
+            start_wall_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64,
             addr: Mutex::new(listener.local_addr().unwrap()),
             faults: Mutex::new(Faults::default()),
             seen: Mutex::new(Seen::default()),
@@ -357,6 +363,12 @@ impl FakeKvs {
     /// The endpoint to put in `endpoint_url`.
     pub fn url(&self) -> String {
         format!("http://{}", self.shared.addr.lock().unwrap())
+    }
+
+    /// When the frame with producer time `producer_ms` was recorded, on this machine's
+    /// wall clock (epoch ms): the "glass" of glass-to-event latency.
+    pub fn glass_ms(&self, producer_ms: i64) -> i64 {
+        self.shared.start_wall_ms + (producer_ms - BASE_EPOCH_MS)
     }
 
     /// Switches faults on or off.
@@ -417,10 +429,16 @@ fn json(value: serde_json::Value) -> Response {
 }
 
 impl Shared {
-    /// Pieces produced so far on the live clock (the first at once).
+    /// Pieces complete on the live clock: piece i is recorded from `start + i·2 s` and
+    /// complete 2 s later, as a camera would upload it.
     fn available(&self) -> usize {
-        let produced = self.start.elapsed().as_millis() as i64 / PIECE_MS + 1;
-        (produced as usize).min(self.media.len())
+        let complete = self.start.elapsed().as_millis() as i64 / PIECE_MS;
+        (complete as usize).min(self.media.len())
+    }
+
+    /// The piece being recorded now.
+    fn recording(&self) -> usize {
+        self.available().min(self.media.len() - 1)
     }
 
     fn known(&self, body: &serde_json::Value) -> Result<(), Response> {
@@ -640,7 +658,7 @@ async fn get_media(State(s): State<Arc<Shared>>, _headers: HeaderMap, body: Byte
         .as_str()
         .unwrap_or("NOW")
         .to_owned();
-    let live_edge = s.available() - 1;
+    let live_edge = s.recording();
     let (start, detail) = match kind.as_str() {
         "EARLIEST" => (0, None),
         "CONTINUATION_TOKEN" => {
@@ -665,21 +683,33 @@ async fn get_media(State(s): State<Arc<Shared>>, _headers: HeaderMap, body: Byte
     s.seen.lock().unwrap().get_media.push((kind, detail));
     let down = s.down.lock().unwrap().clone();
     let shared = s.clone();
-    let stream = futures::stream::unfold(start, move |i| {
+    // KVS streams a fragment while the producer uploads it: fragment i goes out in
+    // CHUNKS parts over its 2 s of recording (at once, if that is past).
+    const CHUNKS: usize = 10;
+    let stream = futures::stream::unfold((start, 0usize, Vec::new()), move |(i, k, mut bytes)| {
         let shared = shared.clone();
         let down = down.clone();
         async move {
             if i >= shared.media.len() {
                 return None;
             }
-            // Fragment i is sent once it has been produced on the live clock.
-            let due = shared.start + Duration::from_millis((i as i64 * PIECE_MS) as u64);
+            if k == 0 {
+                bytes = shared.piece(&shared.media.mkv[i], i);
+            }
+            let offset_ms = i as i64 * PIECE_MS + (k as i64 + 1) * PIECE_MS / CHUNKS as i64;
+            let due = shared.start + Duration::from_millis(offset_ms as u64);
             tokio::select! {
                 () = down.cancelled() => return None,
                 () = tokio::time::sleep_until(due.into()) => {}
             }
-            let bytes = shared.piece(&shared.media.mkv[i], i);
-            Some((Ok::<_, std::io::Error>(Bytes::from(bytes)), i + 1))
+            let (a, b) = (bytes.len() * k / CHUNKS, bytes.len() * (k + 1) / CHUNKS);
+            let chunk = Bytes::copy_from_slice(&bytes[a..b]);
+            let next = if k + 1 == CHUNKS {
+                (i + 1, 0, Vec::new())
+            } else {
+                (i, k + 1, bytes)
+            };
+            Some((Ok::<_, std::io::Error>(chunk), next))
         }
     });
     (

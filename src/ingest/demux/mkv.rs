@@ -304,8 +304,9 @@ impl MkvDemuxer {
 
     fn leaf(&mut self, id: u32, body: &[u8]) -> Result<(), DemuxError> {
         match id {
-            TIMECODE_SCALE => self.timecode_scale_ns = uint(body).max(1),
-            TIMECODE => self.cluster_tc = uint(body) as i64,
+            // The spec allows any scale; beyond a second per tick is damage.
+            TIMECODE_SCALE => self.timecode_scale_ns = uint(body).clamp(1, 1_000_000_000),
+            TIMECODE => self.cluster_tc = i64::try_from(uint(body)).unwrap_or(i64::MAX),
             SIMPLE_BLOCK | BLOCK => self.block(body, id == SIMPLE_BLOCK)?,
             TAG_NAME => self.tag_name = Some(String::from_utf8_lossy(body).into_owned()),
             TAG_STRING => {
@@ -372,12 +373,15 @@ impl MkvDemuxer {
         if data.is_empty() {
             return Ok(());
         }
-        let ticks = self.cluster_tc + relative;
+        let ticks = self.cluster_tc.saturating_add(relative);
         let pts_90k = (i128::from(ticks) * i128::from(self.timecode_scale_ns) * 9 / 100_000) as i64;
         let first = *self.first_block_tc.get_or_insert(ticks);
         let wall_ms = self.tags.producer_ms.map(|p| {
-            p + ((i128::from(ticks - first) * i128::from(self.timecode_scale_ns)) / 1_000_000)
-                as i64
+            let offset_ns =
+                (i128::from(ticks) - i128::from(first)) * i128::from(self.timecode_scale_ns);
+            let offset_ms =
+                (offset_ns / 1_000_000).clamp(i128::from(i64::MIN), i128::from(i64::MAX));
+            p.saturating_add(offset_ms as i64)
         });
         self.out.push_back(Sample {
             keyframe: (simple && flags & 0x80 != 0) || has_keyframe(codec, data, true),

@@ -160,15 +160,15 @@ impl Mp4Demuxer {
             if !ours {
                 continue;
             }
-            let mut time = base_time.unwrap_or(0) as i64;
+            let mut time = i64::try_from(base_time.unwrap_or(0)).unwrap_or(i64::MAX);
             for run in runs {
                 for s in trun(run, &t).ok_or_else(|| truncated("trun"))? {
                     let data = usize::try_from(s.offset)
                         .ok()
                         .and_then(|o| bytes.get(o..o.checked_add(s.size as usize)?))
                         .ok_or_else(|| malformed("a sample lies outside its mdat".into()))?;
-                    let pts = time + i64::from(s.cts);
-                    time += i64::from(s.duration);
+                    let pts = time.saturating_add(i64::from(s.cts));
+                    time = time.saturating_add(i64::from(s.duration));
                     let pts_90k =
                         (i128::from(pts) * 90_000 / i128::from(t.timescale.max(1))) as i64;
                     // Flags: sample_is_non_sync_sample is bit 16.
@@ -298,7 +298,7 @@ fn trun(body: &[u8], t: &Track) -> Option<Vec<SampleRef>> {
             flags: sample_flags,
             cts,
         });
-        offset += i64::from(size);
+        offset = offset.saturating_add(i64::from(size));
     }
     Some(out)
 }
@@ -401,7 +401,7 @@ fn children(b: &[u8]) -> impl Iterator<Item = ([u8; 4], &[u8])> {
             8
         };
         let size = size.unwrap_or(b.len() - at);
-        if size < header || at + size > b.len() {
+        if size < header || at.checked_add(size).is_none_or(|end| end > b.len()) {
             return None;
         }
         let body = &b[at + header..at + size];
@@ -500,6 +500,19 @@ mod tests {
             let first = u32::from_be_bytes([s[0], s[1], s[2], s[3]]) as usize;
             assert!(first + 4 <= s.len());
         }
+    }
+
+    #[test]
+    fn a_child_box_claiming_the_whole_address_space_is_refused_not_a_panic() {
+        // Found by `fuzz/run.sh`: a 64-bit size (size field 1) of u64::MAX inside moov.
+        let mut moov = vec![0, 0, 0, 24, b'm', b'o', b'o', b'v', 0, 0, 0, 1];
+        moov.extend_from_slice(b"trak");
+        moov.extend_from_slice(&u64::MAX.to_be_bytes());
+        let err = Mp4Demuxer::new().push(&moov).unwrap_err();
+        assert!(
+            err.to_string().contains("no H.264 or H.265 video track"),
+            "{err}"
+        );
     }
 
     #[test]

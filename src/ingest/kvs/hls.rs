@@ -290,7 +290,8 @@ impl HlsSource {
                 let mut sample = sample;
                 if let Some(date) = self.segment_date_ms {
                     let (pts0, date0) = *self.dating.get_or_insert((sample.pts_90k, date));
-                    sample.wall_ms = Some(date0 + (sample.pts_90k - pts0) / 90);
+                    sample.wall_ms =
+                        Some(date0.saturating_add(sample.pts_90k.saturating_sub(pts0) / 90));
                 }
                 return Ok(Some(live::unit(sample, Instant::now())));
             }
