@@ -6,7 +6,9 @@
 #   - A Python venv in .cache/venv with the packages our scripts use (onnx).
 #   - ONNX Runtime's shared library from the `onnxruntime` PyPI wheel, in
 #     .cache/onnxruntime/, where the server finds it by itself.
-#   - with --test: gst-rtsp-server with python3-gi and the GStreamer parsers/payloaders
+#   - with --test: NVRTC from the nvidia-cuda-nvrtc-cu12 wheel in .cache/cuda/lib (the
+#     tests compile every CUDA kernel with it; no GPU needed), gst-rtsp-server with
+#     python3-gi and the GStreamer parsers/payloaders
 #     (a real RTSP server for the RTSP tests), moto[server] in the venv (a local AWS
 #     for the publisher tests), and
 #     promtool (from Debian's prometheus package, unpacked into
@@ -104,6 +106,29 @@ if [ "$FOR_TESTS" = 1 ] && ! command -v promtool >/dev/null 2>&1 && [ ! -x "$CAC
     dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
     mkdir -p "$CACHE/tools"
     cp "$tmp/x/usr/bin/promtool" "$CACHE/tools/promtool"
+    rm -rf "$tmp"
+fi
+
+# --- NVRTC, so the tests compile every CUDA kernel (no GPU needed) -----------------------
+NVRTC_VERSION=12.8.93
+if [ "$FOR_TESTS" = 1 ] && [ ! -f "$CACHE/cuda/lib/libnvrtc.so.12" ]; then
+    log "fetching NVRTC $NVRTC_VERSION from the nvidia-cuda-nvrtc-cu12 wheel into $CACHE/cuda/lib"
+    tmp=$(mktemp -d)
+    "$VENV/bin/python" -m pip download -q --disable-pip-version-check --no-deps \
+        --only-binary=:all: "nvidia-cuda-nvrtc-cu12==$NVRTC_VERSION" -d "$tmp"
+    mkdir -p "$CACHE/cuda/lib"
+    "$VENV/bin/python" - "$tmp" "$CACHE/cuda/lib" <<'PY'
+import glob, os, sys, zipfile
+tmp, out = sys.argv[1:]
+wheel = glob.glob(f"{tmp}/nvidia_cuda_nvrtc_cu12-*.whl")[0]
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        base = os.path.basename(name)
+        # libnvrtc finds its builtins next to itself ($ORIGIN).
+        if base.startswith(("libnvrtc.so", "libnvrtc-builtins.so")):
+            with open(os.path.join(out, base), "wb") as f:
+                f.write(z.read(name))
+PY
     rm -rf "$tmp"
 fi
 

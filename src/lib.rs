@@ -24,6 +24,8 @@ pub mod decode;
 
 pub mod preprocess;
 
+pub mod gpu;
+
 pub mod scheduler;
 
 pub mod engine;

@@ -83,6 +83,18 @@ pub enum Backend {
     Tensorrt,
 }
 
+impl Backend {
+    /// The name as the config writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Auto => "auto",
+            Backend::Cpu => "cpu",
+            Backend::Cuda => "cuda",
+            Backend::Tensorrt => "tensorrt",
+        }
+    }
+}
+
 /// `[shutdown]`: how long a signal may take to flush everything.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -79,9 +79,14 @@ pub enum ModelsError {
     /// A model failed to load or is not a model of the kind its detector needs.
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// The configured backend is not in this build.
-    #[error("engine.backend = {0:?} needs the GPU path, which this build does not have yet; use \"cpu\" or \"auto\"")]
-    Backend(Backend),
+    /// The configured GPU backend cannot run here.
+    #[error("engine.backend = \"{}\" cannot run: {reason}; use \"cpu\", or \"auto\" to use the GPU when one can be", backend.as_str())]
+    Backend {
+        /// The backend asked for.
+        backend: Backend,
+        /// Why not: no usable GPU (the probe's reason), or no GPU engine in this build.
+        reason: String,
+    },
 }
 
 /// Loads every model the enabled cameras use and starts its queue.
@@ -92,11 +97,26 @@ pub fn start(
 ) -> Result<Models, ModelsError> {
     match config.engine.backend {
         Backend::Cpu => {}
-        Backend::Auto => tracing::info!(
-            backend = "cpu",
-            "Using the CPU engine (this build has no GPU path yet)."
-        ),
-        other => return Err(ModelsError::Backend(other)),
+        Backend::Auto => {
+            // The GPU engines (TensorRT, CUDA) come with the rest of the GPU path; until
+            // then `auto` says what it found and why it runs on the CPU.
+            let gpu = crate::gpu::probe();
+            let why = if gpu.is_available() {
+                "a GPU is present but this build has no GPU engine yet"
+            } else {
+                "no usable GPU"
+            };
+            tracing::info!(backend = "cpu", gpu = %gpu.summary(), "Using the CPU engine: {why}.");
+        }
+        backend => {
+            let gpu = crate::gpu::probe();
+            let reason = if gpu.is_available() {
+                format!("this build has no GPU engine yet (found {})", gpu.summary())
+            } else {
+                gpu.summary()
+            };
+            return Err(ModelsError::Backend { backend, reason });
+        }
     }
     let mut tasks: BTreeMap<ModelKey, Task> = BTreeMap::new();
     for (_, camera) in config.enabled_cameras() {

@@ -43,9 +43,64 @@ impl Letterbox {
     }
 }
 
+/// An `f32` as IEEE 754 half-precision bits, rounded to nearest even: how fp16 batch
+/// tensors store values, and the reference for the CUDA kernels' own conversion.
+pub fn f16_bits(value: f32) -> u16 {
+    let x = value.to_bits();
+    let sign = ((x >> 16) & 0x8000) as u16;
+    let exp = ((x >> 23) & 0xff) as i32 - 127 + 15;
+    let mant = x & 0x7f_ffff;
+    if (x & 0x7fff_ffff) > 0x7f80_0000 {
+        return sign | 0x7e00; // NaN
+    }
+    if exp >= 31 {
+        return sign | 0x7c00; // overflow to infinity
+    }
+    if exp <= 0 {
+        if exp < -10 {
+            return sign;
+        }
+        let mant = mant | 0x80_0000;
+        let shift = (14 - exp) as u32;
+        let mut half = mant >> shift;
+        let rest = mant & ((1 << shift) - 1);
+        let mid = 1 << (shift - 1);
+        if rest > mid || (rest == mid && half & 1 == 1) {
+            half += 1;
+        }
+        return sign | half as u16;
+    }
+    let mut half = u32::from(sign) | ((exp as u32) << 10) | (mant >> 13);
+    let rest = mant & 0x1fff;
+    if rest > 0x1000 || (rest == 0x1000 && half & 1 == 1) {
+        half += 1;
+    }
+    half as u16
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn halves_round_to_nearest_even_like_the_hardware() {
+        assert_eq!(f16_bits(0.0), 0x0000);
+        assert_eq!(f16_bits(-0.0), 0x8000);
+        assert_eq!(f16_bits(1.0), 0x3c00);
+        assert_eq!(f16_bits(0.5), 0x3800);
+        assert_eq!(f16_bits(-2.0), 0xc000);
+        assert_eq!(f16_bits(65504.0), 0x7bff);
+        assert_eq!(f16_bits(70000.0), 0x7c00);
+        assert_eq!(f16_bits(1.0 / 3.0), 0x3555);
+        assert_eq!(f16_bits(114.0 / 255.0), 0x3727);
+        // Smallest subnormal, and half of it (a tie, to even: zero).
+        assert_eq!(f16_bits(2f32.powi(-24)), 0x0001);
+        assert_eq!(f16_bits(2f32.powi(-25)), 0x0000);
+        // 1 + 2^-11 is halfway between 1 and the next half: even is 1.
+        assert_eq!(f16_bits(1.0 + 2f32.powi(-11)), 0x3c00);
+        assert_eq!(f16_bits(1.0 + 3.0 * 2f32.powi(-11)), 0x3c02);
+        assert_eq!(f16_bits(f32::NAN) & 0x7e00, 0x7e00);
+    }
 
     #[test]
     fn a_720p_frame_fits_640_with_bars_top_and_bottom() {

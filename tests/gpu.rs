@@ -1,0 +1,112 @@
+//! The GPU path without a GPU: every CUDA kernel compiles with NVRTC (fetched by
+//! `scripts/setup.sh --test` from the nvidia-cuda-nvrtc-cu12 wheel) for the GPUs we
+//! target, a broken kernel fails with NVRTC's log, and the server on a machine without
+//! a usable GPU says why and runs on the CPU, or refuses a GPU-only backend with exit 2.
+
+mod common;
+
+use common::{binary, skip, temp_dir};
+use kvs_infer::gpu::kernels::{arch_for, compile_all, SOURCES};
+use kvs_infer::gpu::nvrtc::{Nvrtc, NvrtcError};
+
+/// Turing (T4), Ampere (A100, A10G), Ada (L4), Hopper (H100).
+const TARGETS: [(i32, i32); 5] = [(7, 5), (8, 0), (8, 6), (8, 9), (9, 0)];
+
+fn nvrtc() -> Option<Nvrtc> {
+    match Nvrtc::load() {
+        Ok(n) => Some(n),
+        Err(e) => {
+            skip(&e.to_string());
+            None
+        }
+    }
+}
+
+#[test]
+fn every_kernel_compiles_with_nvrtc_for_every_target_gpu() {
+    let Some(nvrtc) = nvrtc() else { return };
+    let (major, minor) = nvrtc.version();
+    assert!(
+        major >= 11,
+        "NVRTC {major}.{minor} at {}",
+        nvrtc.path().display()
+    );
+    for cc in TARGETS {
+        let arch = arch_for(cc);
+        let ptx = compile_all(&nvrtc, &arch).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ptx.len(), SOURCES.len());
+        for (file, text) in ptx {
+            assert!(
+                text.contains(&format!(".target sm_{}{}", cc.0, cc.1)),
+                "{file} for {arch}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_kernel_that_does_not_compile_fails_with_nvrtcs_log() {
+    let Some(nvrtc) = nvrtc() else { return };
+    let broken = "extern \"C\" __global__ void k(float* out) { out[0] = undefined_name; }";
+    match nvrtc.compile_ptx("broken.cu", broken, "compute_90") {
+        Err(NvrtcError::Compile { name, log, .. }) => {
+            assert_eq!(name, "broken.cu");
+            assert!(log.contains("undefined_name"), "{log}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn config(dir: &std::path::Path, backend: &str) -> String {
+    let path = dir.join(format!("{backend}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[engine]\nbackend = \"{backend}\"\n[publishers.local]\ndir = \"out\"\n[cameras.s.synthetic]\nfps = 2\n[[cameras.s.detectors]]\ntype = \"yolo\"\nparams = {{ model_path = \"no-such-model.onnx\" }}\n"
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn without_a_gpu_auto_says_why_and_gpu_backends_are_a_clear_start_up_error() {
+    if kvs_infer::gpu::probe().is_available() {
+        skip("this machine has a GPU; the no-GPU behaviour is not observable here");
+        return;
+    }
+    let dir = temp_dir("gpu-fallback");
+    // auto: the log says the CPU is used and why; start-up then stops at the missing
+    // model (which is what makes this test quick).
+    let out = binary()
+        .args(["--config", &config(&dir, "auto"), "--http", "127.0.0.1:0"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("Using the CPU engine"))
+        .unwrap_or_else(|| panic!("no backend line in {stdout}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["backend"], "cpu");
+    assert_eq!(v["message"], "Using the CPU engine: no usable GPU.");
+    assert!(
+        v["gpu"].as_str().unwrap().contains("no CUDA driver"),
+        "{line}"
+    );
+    for backend in ["cuda", "tensorrt"] {
+        let out = binary()
+            .args(["--config", &config(&dir, backend), "--http", "127.0.0.1:0"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{backend}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("engine.backend = \"{backend}\" cannot run"))
+                && stderr.contains("no CUDA driver"),
+            "{stderr}"
+        );
+    }
+}
