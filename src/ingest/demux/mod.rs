@@ -170,6 +170,58 @@ mod tests {
         }
     }
 
+    #[test]
+    fn h265_comes_out_of_every_container_with_its_configuration() {
+        const X265: [&str; 4] = [
+            "-c:v",
+            "libx265",
+            "-x265-params",
+            "log-level=error:keyint=25:min-keyint=25:bframes=0:scenecut=0",
+        ];
+        let cases: [(&str, &[&str], Box<dyn Demuxer>); 3] = [
+            ("h265.ts", &["-f", "mpegts"], Box::new(ts::TsDemuxer::new())),
+            (
+                "h265-frag.mp4",
+                &[
+                    "-tag:v",
+                    "hvc1",
+                    "-movflags",
+                    "+frag_keyframe+empty_moov+default_base_moof",
+                    "-f",
+                    "mp4",
+                ],
+                Box::new(mp4::Mp4Demuxer::new()),
+            ),
+            (
+                "h265-live.mkv",
+                &["-live", "1", "-f", "matroska"],
+                Box::new(mkv::MkvDemuxer::new()),
+            ),
+        ];
+        for (name, container, mut d) in cases {
+            let args: Vec<&str> = X265.iter().chain(container).copied().collect();
+            let Some(bytes) = clip(name, &args) else {
+                return;
+            };
+            d.push(&bytes).unwrap();
+            d.end_of_segment().unwrap();
+            let info = d.info().unwrap().clone();
+            assert_eq!(info.codec, Codec::H265, "{name}");
+            let samples: Vec<Sample> = std::iter::from_fn(|| d.next_sample()).collect();
+            assert_eq!(samples.len(), 50, "{name}");
+            let keys: Vec<_> = (0..50).filter(|&i| samples[i].keyframe).collect();
+            assert_eq!(keys, [0, 25], "{name}");
+            if name.ends_with(".ts") {
+                assert!(
+                    info.extradata.is_empty(),
+                    "parameter sets travel in-band in TS"
+                );
+            } else {
+                assert_eq!(info.extradata[0], 1, "{name}: an hvcC record");
+            }
+        }
+    }
+
     /// What the fuzz targets do (`fuzz/`), in miniature and on stable, every run:
     /// damaged copies of real clips, in random chunks, must never panic, and a
     /// the same demuxer then reads a clean copy whole.
@@ -244,14 +296,26 @@ pub(crate) mod testdata {
     use std::path::{Path, PathBuf};
     use std::process::Command;
 
-    /// Makes (once) a 2-second 320×240 25 fps H.264 test pattern, GOP 25, in `ext`'s
-    /// container with `args` added; `None` (and a loud note) when ffmpeg is missing.
+    /// Makes (once) a 2-second 320×240 25 fps H.264 test pattern, GOP 25, no B-frames,
+    /// with `args` added (the container; or `-c:v libx265 …` for H.265); `None` (and a
+    /// loud note) when ffmpeg cannot.
     pub fn clip(name: &str, args: &[&str]) -> Option<Vec<u8>> {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/demux-fixtures");
         std::fs::create_dir_all(&dir).ok()?;
         let path = dir.join(name);
         if !path.exists() && !make(&path, args) {
-            eprintln!("SKIPPED: ffmpeg could not make {name}");
+            // Loud, as the integration tests' skips: scripts/test.sh lists these.
+            let line = format!("SKIPPED demux tests: ffmpeg could not make {name}\n");
+            eprint!("{line}");
+            let log = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-skips.log");
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+            {
+                use std::io::Write as _;
+                let _ = f.write_all(line.as_bytes());
+            }
             return None;
         }
         std::fs::read(&path).ok()
