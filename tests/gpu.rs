@@ -110,3 +110,20 @@ fn without_a_gpu_auto_says_why_and_gpu_backends_are_a_clear_start_up_error() {
         );
     }
 }
+
+#[test]
+fn on_a_gpu_the_kernels_match_the_cpu_reference_and_write_only_their_slot() {
+    use kvs_infer::gpu::letterbox::{check_parity, GpuLetterbox};
+    use kvs_infer::gpu::GpuStatus;
+    let GpuStatus::Available { devices, .. } = kvs_infer::gpu::probe() else {
+        skip("no GPU: kernel parity runs when one is present (bench/gpu-check.sh)");
+        return;
+    };
+    let Some(nvrtc) = nvrtc() else { return };
+    let arch = arch_for(devices[0].compute_capability);
+    let ptx = compile_all(&nvrtc, &arch).unwrap_or_else(|e| panic!("{e}"));
+    let gpu = GpuLetterbox::new(0, &ptx[0].1).unwrap_or_else(|e| panic!("{e}"));
+    let rows = check_parity(&gpu).unwrap_or_else(|e| panic!("{e}"));
+    let failed: Vec<_> = rows.iter().filter(|r| !r.pass).collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+}

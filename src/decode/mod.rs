@@ -50,6 +50,44 @@ impl Frame {
         self.pts_90k / 90
     }
 
+    /// A deterministic test picture: luma and chroma gradients with a fine texture (so
+    /// bilinear taps and colour conversion both matter), for kernel checks and
+    /// benchmarks. Odd sizes are rounded down to even.
+    pub fn pattern(width: u32, height: u32, matrix: ColorMatrix, seed: u32) -> Frame {
+        let (w, h) = ((width & !1) as usize, (height & !1) as usize);
+        let mut x = seed.wrapping_mul(2_654_435_761) | 1;
+        let mut noise = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x % 23) as usize
+        };
+        let mut luma = Vec::with_capacity(w * h);
+        for r in 0..h {
+            for c in 0..w {
+                luma.push(((c * 255 / w.max(1) + r * 64 / h.max(1) + noise()) % 256) as u8);
+            }
+        }
+        let (cw, ch) = (w / 2, h / 2);
+        let mut u = Vec::with_capacity(cw * ch);
+        let mut v = Vec::with_capacity(cw * ch);
+        for r in 0..ch {
+            for c in 0..cw {
+                u.push((16 + c * 224 / cw.max(1) + noise() % 5) as u8);
+                v.push((240 - r * 224 / ch.max(1) - noise() % 5) as u8);
+            }
+        }
+        Frame {
+            width: w as u32,
+            height: h as u32,
+            pts_90k: 0,
+            received_at: Instant::now(),
+            wall_ms: 0,
+            matrix,
+            planes: [luma, u, v],
+        }
+    }
+
     /// A frame of one colour (BT.601), for tests.
     #[cfg(test)]
     pub(crate) fn flat(width: u32, height: u32, y: u8, u: u8, v: u8) -> Frame {

@@ -1,13 +1,16 @@
-//! The GPU path's foundations: finding a usable NVIDIA GPU at run time ([`probe`]), and
-//! our CUDA preprocessing kernels (`kernels/*.cu`), compiled by a runtime-loaded NVRTC
-//! ([`nvrtc`], [`kernels`]).
+//! The GPU path's foundations: finding a usable NVIDIA GPU at run time ([`probe`]), our
+//! CUDA preprocessing kernels (`kernels/*.cu`) compiled by a runtime-loaded NVRTC
+//! ([`nvrtc`], [`kernels`]), a thin driver shim to run them ([`driver`]), and running
+//! them against their CPU reference ([`letterbox`]).
 //!
 //! Nothing here links CUDA: the driver (`libcuda.so.1`) and NVRTC (`libnvrtc.so.12`) are
 //! opened with `dlopen` when asked for, so the server builds and runs on machines
 //! without them and says why the GPU is not used. The CPU preprocessing in
 //! [`crate::preprocess::cpu`] is the kernels' reference.
 
+pub mod driver;
 pub mod kernels;
+pub mod letterbox;
 pub mod nvrtc;
 pub mod probe;
 

@@ -1,0 +1,314 @@
+//! A thin, runtime-loaded shim over the CUDA driver API: the primary context, modules
+//! from PTX, device buffers, kernel launches. Enough to run our kernels and check them
+//! against their CPU references; loaded with `dlopen` like the probe, so nothing links
+//! CUDA and a machine without it gets an error, not a crash.
+
+use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
+use std::sync::Arc;
+
+type CuResult = c_int;
+type CuDevice = c_int;
+type CuContext = *mut c_void;
+type CuModule = *mut c_void;
+type CuFunction = *mut c_void;
+type CuDevicePtr = u64;
+
+/// Why a driver call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The driver library or one of its functions is missing.
+    #[error("CUDA driver unavailable: {0}")]
+    Unavailable(String),
+    /// A call returned an error code.
+    #[error("{call} failed: CUresult {code} ({name})")]
+    Call {
+        /// The driver function.
+        call: &'static str,
+        /// Its CUresult.
+        code: c_int,
+        /// The driver's name for it.
+        name: String,
+    },
+}
+
+struct Api {
+    _lib: libloading::Library,
+    init: unsafe extern "C" fn(c_uint) -> CuResult,
+    device_get: unsafe extern "C" fn(*mut CuDevice, c_int) -> CuResult,
+    primary_retain: unsafe extern "C" fn(*mut CuContext, CuDevice) -> CuResult,
+    primary_release: unsafe extern "C" fn(CuDevice) -> CuResult,
+    ctx_set_current: unsafe extern "C" fn(CuContext) -> CuResult,
+    ctx_synchronize: unsafe extern "C" fn() -> CuResult,
+    module_load_data: unsafe extern "C" fn(*mut CuModule, *const c_void) -> CuResult,
+    module_unload: unsafe extern "C" fn(CuModule) -> CuResult,
+    module_get_function: unsafe extern "C" fn(*mut CuFunction, CuModule, *const c_char) -> CuResult,
+    mem_alloc: unsafe extern "C" fn(*mut CuDevicePtr, usize) -> CuResult,
+    mem_free: unsafe extern "C" fn(CuDevicePtr) -> CuResult,
+    htod: unsafe extern "C" fn(CuDevicePtr, *const c_void, usize) -> CuResult,
+    dtoh: unsafe extern "C" fn(*mut c_void, CuDevicePtr, usize) -> CuResult,
+    launch: unsafe extern "C" fn(
+        CuFunction,
+        c_uint,
+        c_uint,
+        c_uint,
+        c_uint,
+        c_uint,
+        c_uint,
+        c_uint,
+        *mut c_void,
+        *mut *mut c_void,
+        *mut *mut c_void,
+    ) -> CuResult,
+    error_name: unsafe extern "C" fn(CuResult, *mut *const c_char) -> CuResult,
+}
+
+impl Api {
+    fn load(name: &str) -> Result<Self, DriverError> {
+        // SAFETY: the NVIDIA driver library is designed to be loaded into any process.
+        let lib = unsafe { libloading::Library::new(name) }
+            .map_err(|e| DriverError::Unavailable(format!("{name}: {e}")))?;
+        macro_rules! sym {
+            ($name:literal) => {{
+                // SAFETY: each symbol is a driver API function of the field's C type.
+                let s = unsafe { lib.get(concat!($name, "\0").as_bytes()) }
+                    .map_err(|e| DriverError::Unavailable(format!("{}: {e}", $name)))?;
+                *s
+            }};
+        }
+        Ok(Self {
+            init: sym!("cuInit"),
+            device_get: sym!("cuDeviceGet"),
+            primary_retain: sym!("cuDevicePrimaryCtxRetain"),
+            primary_release: sym!("cuDevicePrimaryCtxRelease_v2"),
+            ctx_set_current: sym!("cuCtxSetCurrent"),
+            ctx_synchronize: sym!("cuCtxSynchronize"),
+            module_load_data: sym!("cuModuleLoadData"),
+            module_unload: sym!("cuModuleUnload"),
+            module_get_function: sym!("cuModuleGetFunction"),
+            mem_alloc: sym!("cuMemAlloc_v2"),
+            mem_free: sym!("cuMemFree_v2"),
+            htod: sym!("cuMemcpyHtoD_v2"),
+            dtoh: sym!("cuMemcpyDtoH_v2"),
+            launch: sym!("cuLaunchKernel"),
+            error_name: sym!("cuGetErrorName"),
+            _lib: lib,
+        })
+    }
+
+    fn check(&self, call: &'static str, code: CuResult) -> Result<(), DriverError> {
+        if code == 0 {
+            return Ok(());
+        }
+        let mut text: *const c_char = std::ptr::null();
+        // SAFETY: cuGetErrorName writes a pointer to a static string, or fails.
+        let name = if unsafe { (self.error_name)(code, &mut text) } == 0 && !text.is_null() {
+            // SAFETY: non-null, static, NUL-terminated.
+            unsafe { CStr::from_ptr(text) }
+                .to_string_lossy()
+                .into_owned()
+        } else {
+            "unknown".into()
+        };
+        Err(DriverError::Call { call, code, name })
+    }
+}
+
+/// A device's primary context, current on the threads that use it.
+pub struct Context {
+    api: Arc<Api>,
+    device: CuDevice,
+    raw: CuContext,
+}
+
+// SAFETY: a CUDA context may be used from any thread once made current there
+// (`bind`); the handle is a plain pointer the driver owns.
+unsafe impl Send for Context {}
+unsafe impl Sync for Context {}
+
+impl Context {
+    /// Retains device `ordinal`'s primary context and makes it current here.
+    pub fn new(ordinal: i32) -> Result<Self, DriverError> {
+        let api = Arc::new(Api::load("libcuda.so.1")?);
+        // SAFETY (this block): driver calls with valid out-pointers.
+        unsafe {
+            api.check("cuInit", (api.init)(0))?;
+            let mut device = 0;
+            api.check("cuDeviceGet", (api.device_get)(&mut device, ordinal))?;
+            let mut raw = std::ptr::null_mut();
+            api.check(
+                "cuDevicePrimaryCtxRetain",
+                (api.primary_retain)(&mut raw, device),
+            )?;
+            let ctx = Self { api, device, raw };
+            ctx.bind()?;
+            Ok(ctx)
+        }
+    }
+
+    /// Makes the context current on the calling thread.
+    pub fn bind(&self) -> Result<(), DriverError> {
+        // SAFETY: a context we retained.
+        self.api.check("cuCtxSetCurrent", unsafe {
+            (self.api.ctx_set_current)(self.raw)
+        })
+    }
+
+    /// Waits for every launch to finish; reports a kernel's failure.
+    pub fn synchronize(&self) -> Result<(), DriverError> {
+        // SAFETY: no arguments; the current context is ours.
+        self.api
+            .check("cuCtxSynchronize", unsafe { (self.api.ctx_synchronize)() })
+    }
+
+    /// Loads a module from PTX (the driver JIT-compiles it for this GPU).
+    pub fn load_ptx(&self, ptx: &str) -> Result<Module, DriverError> {
+        let text = CString::new(ptx)
+            .map_err(|_| DriverError::Unavailable("PTX holds a NUL byte".into()))?;
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: a NUL-terminated PTX image that outlives the call.
+        self.api.check("cuModuleLoadData", unsafe {
+            (self.api.module_load_data)(&mut raw, text.as_ptr().cast())
+        })?;
+        Ok(Module {
+            api: self.api.clone(),
+            raw,
+        })
+    }
+
+    /// Allocates `len` elements of `T` on the device.
+    pub fn alloc<T: Copy>(&self, len: usize) -> Result<DeviceBuffer<T>, DriverError> {
+        let mut ptr = 0;
+        let bytes = len.max(1) * std::mem::size_of::<T>();
+        // SAFETY: a valid out-pointer.
+        self.api.check("cuMemAlloc", unsafe {
+            (self.api.mem_alloc)(&mut ptr, bytes)
+        })?;
+        Ok(DeviceBuffer {
+            api: self.api.clone(),
+            ptr,
+            len,
+            _t: std::marker::PhantomData,
+        })
+    }
+
+    /// Copies `host` into a new device buffer.
+    pub fn upload<T: Copy>(&self, host: &[T]) -> Result<DeviceBuffer<T>, DriverError> {
+        let buf = self.alloc(host.len())?;
+        // SAFETY: the buffer holds `host.len()` elements.
+        self.api.check("cuMemcpyHtoD", unsafe {
+            (self.api.htod)(buf.ptr, host.as_ptr().cast(), std::mem::size_of_val(host))
+        })?;
+        Ok(buf)
+    }
+
+    /// Launches `function` on a 2-D grid covering `width`×`height` with 16×16 blocks.
+    /// `args` are pointers to each kernel argument, in order.
+    ///
+    /// # Safety
+    /// `args` must match the kernel's parameters in number, order and type, and every
+    /// device pointer among them must be valid for what the kernel touches.
+    pub unsafe fn launch_2d(
+        &self,
+        function: &Function<'_>,
+        width: u32,
+        height: u32,
+        args: &mut [*mut c_void],
+    ) -> Result<(), DriverError> {
+        let (bx, by) = (16, 16);
+        // SAFETY: per this function's contract.
+        self.api.check("cuLaunchKernel", unsafe {
+            (self.api.launch)(
+                function.raw,
+                width.div_ceil(bx),
+                height.div_ceil(by),
+                1,
+                bx,
+                by,
+                1,
+                0,
+                std::ptr::null_mut(),
+                args.as_mut_ptr(),
+                std::ptr::null_mut(),
+            )
+        })
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        // SAFETY: releases the retain made in `new`.
+        unsafe { (self.api.primary_release)(self.device) };
+    }
+}
+
+/// A loaded module.
+pub struct Module {
+    api: Arc<Api>,
+    raw: CuModule,
+}
+
+impl Module {
+    /// One of its `extern "C"` kernels.
+    pub fn function(&self, name: &str) -> Result<Function<'_>, DriverError> {
+        let c =
+            CString::new(name).map_err(|_| DriverError::Unavailable("bad kernel name".into()))?;
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: a loaded module and a NUL-terminated name.
+        self.api.check("cuModuleGetFunction", unsafe {
+            (self.api.module_get_function)(&mut raw, self.raw, c.as_ptr())
+        })?;
+        Ok(Function {
+            raw,
+            _module: std::marker::PhantomData,
+        })
+    }
+}
+
+impl Drop for Module {
+    fn drop(&mut self) {
+        // SAFETY: a module we loaded.
+        unsafe { (self.api.module_unload)(self.raw) };
+    }
+}
+
+/// A kernel of a [`Module`].
+pub struct Function<'m> {
+    raw: CuFunction,
+    _module: std::marker::PhantomData<&'m Module>,
+}
+
+/// Device memory holding `len` values of `T`.
+pub struct DeviceBuffer<T> {
+    api: Arc<Api>,
+    ptr: CuDevicePtr,
+    len: usize,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T: Copy + Default> DeviceBuffer<T> {
+    /// The device address (what a kernel argument points to).
+    pub fn device_ptr(&self) -> u64 {
+        self.ptr
+    }
+
+    /// Copies the buffer back to the host.
+    pub fn download(&self) -> Result<Vec<T>, DriverError> {
+        let mut host = vec![T::default(); self.len];
+        // SAFETY: `host` holds `len` elements, as the buffer does.
+        self.api.check("cuMemcpyDtoH", unsafe {
+            (self.api.dtoh)(
+                host.as_mut_ptr().cast(),
+                self.ptr,
+                std::mem::size_of_val(host.as_slice()),
+            )
+        })?;
+        Ok(host)
+    }
+}
+
+impl<T> Drop for DeviceBuffer<T> {
+    fn drop(&mut self) {
+        // SAFETY: memory we allocated.
+        unsafe { (self.api.mem_free)(self.ptr) };
+    }
+}
