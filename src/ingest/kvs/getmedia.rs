@@ -34,6 +34,7 @@ pub struct GetMediaSource {
     info: StreamInfo,
     /// The fragment whose error code was last logged.
     reported_error: Option<String>,
+    pacer: live::Pacer,
 }
 
 /// Where GetMedia starts: after the last fragment read when there is one, otherwise as
@@ -117,6 +118,7 @@ impl GetMediaSource {
                 fps: None,
             },
             reported_error: None,
+            pacer: live::Pacer::default(),
         };
         while source.demux.info().is_none() {
             source.read_chunk().await?;
@@ -160,7 +162,10 @@ impl GetMediaSource {
         loop {
             while let Some(sample) = self.demux.next_sample() {
                 if live::lock(&self.cursor).admit(sample.pts_90k) {
-                    return Ok(Some(live::unit(sample, Instant::now())));
+                    // Chunks carry several frames at once: hand them on at their pace.
+                    let arrived = Instant::now();
+                    self.pacer.wait(sample.pts_90k).await;
+                    return Ok(Some(live::unit(sample, arrived)));
                 }
             }
             self.read_chunk().await?;
