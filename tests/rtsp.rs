@@ -168,12 +168,16 @@ stall_timeout_sec = 3
         let m = get(server.addr, "/metrics").2;
         cams.iter().all(|c| alive(&m, c) == Some(0.0))
     });
-    let before: Vec<usize> = cams.iter().map(|c| events_of(&dir, c).len()).collect();
+    let restarted_ms = kvs_infer::ingest::now_epoch_ms();
     let rtsp = Rtsp::start(port, &mounts).expect("the RTSP server restarts");
     let back = wait_until(Duration::from_secs(60), || {
-        cams.iter()
-            .zip(&before)
-            .all(|(c, n)| events_of(&dir, c).len() >= n + 2)
+        cams.iter().all(|c| {
+            events_of(&dir, c)
+                .iter()
+                .filter(|e| e["detected_at_ms"].as_i64().unwrap() > restarted_ms)
+                .count()
+                >= 2
+        })
     });
     let metrics = get(server.addr, "/metrics").2;
     server.signal(libc::SIGTERM);
