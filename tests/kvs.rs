@@ -188,6 +188,55 @@ fn hls_fmp4_hls_ts_and_getmedia_cameras_all_produce_detections() {
     assert_eq!(seen.get_media[0].0, "NOW");
 }
 
+#[test]
+fn recorded_video_on_demand_reads_its_range_and_the_camera_then_ends() {
+    let Some((model, media)) = assets() else {
+        return;
+    };
+    let fake = FakeKvs::start(media, &["archive"]);
+    let dir = temp_dir("kvs-on-demand");
+    let (start, end) = (BASE_EPOCH_MS + 10_000, BASE_EPOCH_MS + 20_000);
+    let config = write_config(
+        &dir,
+        &[camera(
+            "archive",
+            "kvs",
+            &kvs(
+                "archive",
+                &fake.url(),
+                &format!("start_timestamp_ms = {start}\nend_timestamp_ms = {end}\ncontainer = \"mpegts\""),
+            ),
+            &model,
+        )],
+    );
+    let mut server = Server::start_with_env(&["--config", &config], &dir, &AWS_ENV);
+    let ended = server.wait_for_message("Source ended.", Duration::from_secs(90));
+    server.signal(libc::SIGTERM);
+    let code = server
+        .wait_exit(Duration::from_secs(60))
+        .and_then(|s| s.code());
+    assert!(
+        ended.is_some(),
+        "the camera did not end; log:\n{}",
+        log_text(&server)
+    );
+    assert_eq!(code, Some(0));
+    let seen = fake.seen();
+    assert_eq!(
+        seen.sessions,
+        [("ON_DEMAND".to_owned(), "MPEG_TS".to_owned())]
+    );
+    // 10 s of recorded video at fps_target 2, as fast as the engine goes: every frame
+    // of the range and none outside it.
+    let events = events_of(&dir, "archive");
+    let ts: Vec<i64> = events
+        .iter()
+        .map(|e| e["ts_ms"].as_i64().unwrap())
+        .collect();
+    assert!(ts.iter().all(|t| (start..end).contains(t)), "{ts:?}");
+    assert!((18..=21).contains(&events.len()), "{} events", events.len());
+}
+
 /// The server's log so far, one JSON line per entry.
 fn log_text(server: &Server) -> String {
     server

@@ -79,7 +79,12 @@ impl Ingest {
             queue.add_camera();
         }
         // Offline sources wait for a free slot per model rather than being replaced.
-        let offline = matches!(self.config.source(), Some(SourceRef::File(f)) if !f.realtime);
+        // Recorded video (a file read as fast as possible, KVS on demand) is offline.
+        let offline = match self.config.source() {
+            Some(SourceRef::File(f)) => !f.realtime,
+            Some(SourceRef::Kvs(k)) => k.end_timestamp_ms.is_some(),
+            _ => false,
+        };
         let slots: Vec<Arc<Semaphore>> = self
             .queues
             .iter()

@@ -294,9 +294,18 @@ struct Shared {
     addr: Mutex<SocketAddr>,
     faults: Mutex<Faults>,
     seen: Mutex<Seen>,
-    sessions: Mutex<HashMap<String, (Instant, String)>>,
+    sessions: Mutex<HashMap<String, Session>>,
     /// Cancelled when the server goes down: open GetMedia bodies end.
     down: Mutex<CancellationToken>,
+}
+
+/// One HLS session.
+#[derive(Clone)]
+struct Session {
+    created: Instant,
+    container: String,
+    /// ON_DEMAND: the pieces in its timestamp range (first, end exclusive).
+    range: Option<(usize, usize)>,
 }
 
 /// The running fake.
@@ -454,11 +463,11 @@ impl Shared {
         ))
     }
 
-    /// The session's container, or a 403 once it has expired.
-    fn session(&self, query: &HashMap<String, String>) -> Result<String, Response> {
+    /// The session, or a 403 once it has expired.
+    fn session(&self, query: &HashMap<String, String>) -> Result<Session, Response> {
         let token = query.get("SessionToken").cloned().unwrap_or_default();
         let sessions = self.sessions.lock().unwrap();
-        let Some((created, container)) = sessions.get(&token) else {
+        let Some(session) = sessions.get(&token) else {
             return Err(error(
                 StatusCode::FORBIDDEN,
                 "NotAuthorizedException",
@@ -466,7 +475,7 @@ impl Shared {
             ));
         };
         let ttl = self.faults.lock().unwrap().session_ttl;
-        if ttl.is_some_and(|ttl| created.elapsed() > ttl) {
+        if ttl.is_some_and(|ttl| session.created.elapsed() > ttl) {
             self.seen.lock().unwrap().refused_403s += 1;
             return Err(error(
                 StatusCode::FORBIDDEN,
@@ -474,7 +483,7 @@ impl Shared {
                 "The session has expired.",
             ));
         }
-        Ok(container.clone())
+        Ok(session.clone())
     }
 
     /// Piece `index`, damaged if a fault says so.
@@ -521,10 +530,29 @@ async fn hls_session(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
         .as_str()
         .unwrap_or("FRAGMENTED_MP4")
         .to_owned();
+    // ON_DEMAND serves the pieces whose producer time is in the range (epoch seconds).
+    let range = (mode == "ON_DEMAND").then(|| {
+        let piece = |key: &str| {
+            let secs = body["HLSFragmentSelector"]["TimestampRange"][key]
+                .as_f64()
+                .unwrap_or(0.0);
+            let ms = (secs * 1000.0) as i64 - BASE_EPOCH_MS;
+            (ms.max(0) / PIECE_MS) as usize
+        };
+        let end = piece("EndTimestamp").min(s.media.len());
+        (piece("StartTimestamp").min(end), end)
+    });
     let token = {
         let mut sessions = s.sessions.lock().unwrap();
         let token = format!("CiVzZXNzaW9u{}", sessions.len() + 1);
-        sessions.insert(token.clone(), (Instant::now(), container.clone()));
+        sessions.insert(
+            token.clone(),
+            Session {
+                created: Instant::now(),
+                container: container.clone(),
+                range,
+            },
+        );
         token
     };
     s.seen.lock().unwrap().sessions.push((mode, container));
@@ -538,7 +566,7 @@ async fn hls_session(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
 async fn master(State(s): State<Arc<Shared>>, uri: Uri) -> Response {
     let q = query(&uri);
     let container = match s.session(&q) {
-        Ok(c) => c,
+        Ok(session) => session.container,
         Err(r) => return r,
     };
     let codecs = if container == "MPEG_TS" {
@@ -559,10 +587,11 @@ async fn master(State(s): State<Arc<Shared>>, uri: Uri) -> Response {
 
 async fn media_playlist(State(s): State<Arc<Shared>>, uri: Uri) -> Response {
     let q = query(&uri);
-    let container = match s.session(&q) {
-        Ok(c) => c,
+    let session = match s.session(&q) {
+        Ok(session) => session,
         Err(r) => return r,
     };
+    let container = session.container;
     {
         let mut faults = s.faults.lock().unwrap();
         if faults.playlist_404 > 0 {
@@ -576,8 +605,11 @@ async fn media_playlist(State(s): State<Arc<Shared>>, uri: Uri) -> Response {
         }
     }
     let token = &q["SessionToken"];
-    let available = s.available();
-    let first = available.saturating_sub(WINDOW);
+    // Live: a sliding window over what is recorded; on demand: the whole range, ended.
+    let (first, available) = match session.range {
+        Some(range) => range,
+        None => (s.available().saturating_sub(WINDOW), s.available()),
+    };
     let ts = container == "MPEG_TS";
     let mut text = format!(
         "#EXTM3U\n#EXT-X-VERSION:{}\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{first}\n",
@@ -599,6 +631,9 @@ async fn media_playlist(State(s): State<Arc<Shared>>, uri: Uri) -> Response {
             "#EXT-X-PROGRAM-DATE-TIME:{date}\n#EXTINF:2.000,\n{path}.{ext}?SessionToken={token}&FragmentNumber={}\n",
             fragment_number(i)
         ));
+    }
+    if session.range.is_some() {
+        text.push_str("#EXT-X-ENDLIST\n");
     }
     (
         [(header::CONTENT_TYPE, "application/vnd.apple.mpegurl")],

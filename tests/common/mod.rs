@@ -206,7 +206,7 @@ fn dechunk(mut body: &str) -> String {
 }
 
 /// A fixture file: `../shared/fixtures/<relative>` first, then what
-/// `scripts/fetch-assets.sh` put in `.cache/demo/`. When neither exists the test is
+/// `scripts/fetch-assets.sh` put in `.cache/demo/` or `.cache/models/`. When neither exists the test is
 /// skipped loudly: the reason goes to stderr and to `target/test-skips.log`, which
 /// `scripts/test.sh` prints at the end of the run.
 pub fn fixture(relative: &str) -> Option<PathBuf> {
@@ -215,11 +215,13 @@ pub fn fixture(relative: &str) -> Option<PathBuf> {
         return Some(shared);
     }
     let name = Path::new(relative).file_name().unwrap();
-    let fetched = repo().join(".cache/demo").join(name);
-    if fetched.is_file() {
-        return Some(fetched);
+    for dir in [".cache/demo", ".cache/models"] {
+        let fetched = repo().join(dir).join(name);
+        if fetched.is_file() {
+            return Some(fetched);
+        }
     }
-    skip(&format!("fixture {relative} not found in ../shared/fixtures or .cache/demo (run scripts/fetch-assets.sh)"));
+    skip(&format!("fixture {relative} not found in ../shared/fixtures, .cache/demo or .cache/models (run scripts/fetch-assets.sh)"));
     None
 }
 

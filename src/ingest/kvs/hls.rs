@@ -300,7 +300,10 @@ impl HlsSource {
                 // A segment's frames come at once: hand them on at their own pace. The
                 // latency clock starts at arrival, so the hold counts as latency.
                 let arrived = Instant::now();
-                self.pacer.wait(sample.pts_90k).await;
+                // Recorded video on demand goes as fast as the engines take it.
+                if self.kvs.config().end_timestamp_ms.is_none() {
+                    self.pacer.wait(sample.pts_90k).await;
+                }
                 return Ok(Some(live::unit(sample, arrived)));
             }
             if !self.step().await? {
