@@ -8,9 +8,9 @@ mod common;
 mod fake_kvs;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{fixture, get, metric, read_events, temp_dir, Server};
+use common::{camera_events, fixture, get, labels, metric, temp_dir, wait_until, Server};
 use fake_kvs::{Damage, FakeKvs, Media, BASE_EPOCH_MS, PIECE_MS};
 
 const AWS_ENV: [(&str, &str); 4] = [
@@ -68,36 +68,16 @@ fn write_config(dir: &Path, cameras: &[String]) -> String {
     path.display().to_string()
 }
 
-/// Events per camera id.
+/// Events of `camera` under the config's output directory.
 fn events_of(dir: &Path, camera: &str) -> Vec<serde_json::Value> {
-    read_events(&dir.join("out"))
-        .into_iter()
-        .filter(|e| e["camera_id"] == camera)
-        .collect()
-}
-
-/// Polls `check` until it holds or `timeout` passes.
-fn wait_until(timeout: Duration, check: impl Fn() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    false
+    camera_events(&dir.join("out"), camera)
 }
 
 /// Waits until every camera in `cameras` has at least `n` events.
 fn wait_events(dir: &Path, cameras: &[&str], n: usize, timeout: Duration) -> bool {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if cameras.iter().all(|c| events_of(dir, c).len() >= n) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    false
+    wait_until(timeout, || {
+        cameras.iter().all(|c| events_of(dir, c).len() >= n)
+    })
 }
 
 #[test]
@@ -140,16 +120,12 @@ fn hls_fmp4_hls_ts_and_getmedia_cameras_all_produce_detections() {
     assert!(
         flowed,
         "not every camera produced events; log:\n{}",
-        log_text(&server)
+        server.log_text()
     );
 
     for id in all {
         let events = events_of(&dir, id);
-        let labels: std::collections::BTreeSet<_> = events
-            .iter()
-            .flat_map(|e| e["detections"].as_array().unwrap().clone())
-            .map(|d| d["label"].as_str().unwrap().to_owned())
-            .collect();
+        let labels = labels(&events);
         assert!(
             labels.contains("person") && labels.contains("motorcycle"),
             "{id}: {labels:?}"
@@ -218,7 +194,7 @@ fn recorded_video_on_demand_reads_its_range_and_the_camera_then_ends() {
     assert!(
         ended.is_some(),
         "the camera did not end; log:\n{}",
-        log_text(&server)
+        server.log_text()
     );
     assert_eq!(code, Some(0));
     let seen = fake.seen();
@@ -237,26 +213,9 @@ fn recorded_video_on_demand_reads_its_range_and_the_camera_then_ends() {
     assert!((18..=21).contains(&events.len()), "{} events", events.len());
 }
 
-/// The server's log so far, one JSON line per entry.
-fn log_text(server: &Server) -> String {
-    server
-        .log
-        .iter()
-        .map(|l| l.to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// Polls `/metrics` until `check` holds or `timeout` passes.
 fn wait_metrics(server: &Server, timeout: Duration, check: impl Fn(&str) -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if check(&get(server.addr, "/metrics").2) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
+    wait_until(timeout, || check(&get(server.addr, "/metrics").2))
 }
 
 /// The newest `ingest_errors_total` for a camera and reason.
@@ -348,17 +307,17 @@ fn faults_are_survived_counted_and_kept_to_their_camera() {
     assert!(
         first,
         "cameras never produced events; log:\n{}",
-        log_text(&server)
+        server.log_text()
     );
     assert!(
         went_down,
         "worker_alive did not drop to 0 in the outage; log:\n{}",
-        log_text(&server)
+        server.log_text()
     );
     assert!(
         back,
         "events did not resume after the server came back; log:\n{}",
-        log_text(&server)
+        server.log_text()
     );
     assert_eq!(code, Some(0));
 
@@ -373,7 +332,7 @@ fn faults_are_survived_counted_and_kept_to_their_camera() {
             .any(|(kind, token)| kind == "CONTINUATION_TOKEN" && token.is_some()),
         "{:?}; log:\n{}",
         seen.get_media,
-        log_text(&server)
+        server.log_text()
     );
     // Counted: the damage, the failed connections; worker_alive went 0 then 1.
     assert!(ingest_errors(&after, "hls", "corrupt") >= 1.0, "{after}");

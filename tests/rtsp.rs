@@ -7,9 +7,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{fixture, get, metric, read_events, repo, temp_dir, Server};
+use common::{camera_events, fixture, get, labels, metric, repo, temp_dir, wait_until, Server};
 
 const PYTHON: &str = "/usr/bin/python3";
 
@@ -91,21 +91,7 @@ fn free_port() -> u16 {
 }
 
 fn events_of(dir: &Path, camera: &str) -> Vec<serde_json::Value> {
-    read_events(&dir.join("out"))
-        .into_iter()
-        .filter(|e| e["camera_id"] == camera)
-        .collect()
-}
-
-fn wait_until(timeout: Duration, check: impl Fn() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    false
+    camera_events(&dir.join("out"), camera)
 }
 
 #[test]
@@ -185,24 +171,13 @@ stall_timeout_sec = 3
         .wait_exit(Duration::from_secs(60))
         .and_then(|s| s.code());
     drop(rtsp);
-    let log = || {
-        server
-            .log
-            .iter()
-            .map(|l| l.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    let log = || server.log_text();
     assert!(first, "no events from both cameras; log:\n{}", log());
     assert!(down, "worker_alive did not drop to 0; log:\n{}", log());
     assert!(back, "events did not resume; log:\n{}", log());
     assert_eq!(code, Some(0));
     for id in cams {
-        let labels: std::collections::BTreeSet<String> = events_of(&dir, id)
-            .iter()
-            .flat_map(|e| e["detections"].as_array().unwrap().clone())
-            .map(|d| d["label"].as_str().unwrap().to_owned())
-            .collect();
+        let labels = labels(&events_of(&dir, id));
         assert!(
             labels.contains("person") && labels.contains("motorcycle"),
             "{id}: {labels:?}"

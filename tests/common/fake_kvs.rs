@@ -58,48 +58,20 @@ impl Media {
                 std::fs::create_dir_all(dir.join(sub)).ok()?;
             }
             let long = dir.join("long.mp4");
+            let hls = |kind: &str, extra: &[&str]| {
+                let mut after = vec!["-c", "copy", "-f", "hls", "-hls_time", "2"];
+                after.extend(["-hls_list_size", "0", "-hls_segment_type", kind]);
+                after.extend_from_slice(extra);
+                let ext = if kind == "mpegts" { "ts" } else { "m4s" };
+                let dir = dir.join(if kind == "mpegts" { "ts" } else { "fmp4" });
+                let pattern = dir.join(format!("seg%03d.{ext}")).display().to_string();
+                after.extend(["-hls_segment_filename", &pattern]);
+                args(&["-i"], &long, &after, &dir.join("index.m3u8"))
+            };
             let steps: [Vec<String>; 4] = [
                 args(&["-stream_loop", "5", "-i"], clip, &["-c", "copy"], &long),
-                args(
-                    &["-i"],
-                    &long,
-                    &[
-                        "-c",
-                        "copy",
-                        "-f",
-                        "hls",
-                        "-hls_time",
-                        "2",
-                        "-hls_list_size",
-                        "0",
-                        "-hls_segment_type",
-                        "mpegts",
-                        "-hls_segment_filename",
-                        &dir.join("ts/seg%03d.ts").display().to_string(),
-                    ],
-                    &dir.join("ts/index.m3u8"),
-                ),
-                args(
-                    &["-i"],
-                    &long,
-                    &[
-                        "-c",
-                        "copy",
-                        "-f",
-                        "hls",
-                        "-hls_time",
-                        "2",
-                        "-hls_list_size",
-                        "0",
-                        "-hls_segment_type",
-                        "fmp4",
-                        "-hls_fmp4_init_filename",
-                        "init.mp4",
-                        "-hls_segment_filename",
-                        &dir.join("fmp4/seg%03d.m4s").display().to_string(),
-                    ],
-                    &dir.join("fmp4/index.m3u8"),
-                ),
+                hls("mpegts", &[]),
+                hls("fmp4", &["-hls_fmp4_init_filename", "init.mp4"]),
                 args(
                     &["-i"],
                     &long,

@@ -145,6 +145,15 @@ impl Server {
         }
     }
 
+    /// The log collected so far, one JSON line per entry (for assertion messages).
+    pub fn log_text(&self) -> String {
+        self.log
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Whether any collected log line has this message.
     pub fn logged(&self, message: &str) -> bool {
         self.log.iter().any(|l| l["message"] == message)
@@ -250,6 +259,35 @@ pub fn stage_demo_assets(dir: &Path) -> Option<()> {
     std::os::unix::fs::symlink(model, demo.join("yolov8n-coco.onnx")).unwrap();
     std::os::unix::fs::symlink(clip, demo.join("person-motorcycle-720p.mp4")).unwrap();
     Some(())
+}
+
+/// Events of one camera in `events.jsonl` under `dir`.
+pub fn camera_events(dir: &Path, camera: &str) -> Vec<serde_json::Value> {
+    read_events(dir)
+        .into_iter()
+        .filter(|e| e["camera_id"] == camera)
+        .collect()
+}
+
+/// Every detection label in `events`.
+pub fn labels(events: &[serde_json::Value]) -> std::collections::BTreeSet<String> {
+    events
+        .iter()
+        .flat_map(|e| e["detections"].as_array().cloned().unwrap_or_default())
+        .filter_map(|d| d["label"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Polls `check` every 200 ms until it holds (true) or `timeout` passes (false).
+pub fn wait_until(timeout: Duration, check: impl Fn() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
 }
 
 /// Reads `events.jsonl` under `dir`.
