@@ -127,3 +127,22 @@ fn on_a_gpu_the_kernels_match_the_cpu_reference_and_write_only_their_slot() {
     let failed: Vec<_> = rows.iter().filter(|r| !r.pass).collect();
     assert!(failed.is_empty(), "{failed:#?}");
 }
+
+#[test]
+fn compiled_kernels_are_cached_and_read_back_without_compiling() {
+    use kvs_infer::gpu::kernels::{cache_path, ptx_cached};
+    let Some(nvrtc) = nvrtc() else { return };
+    let dir = temp_dir("kernel-cache");
+    let kernel = &SOURCES[0];
+    let mut compiler = Some(nvrtc);
+    let ptx = ptx_cached(&dir, kernel, "compute_86", &mut compiler).unwrap();
+    let path = cache_path(&dir, kernel, "compute_86");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), ptx);
+    // A hit is read, not compiled: with no compiler at hand it still answers, and it
+    // answers with what is in the file.
+    std::fs::write(&path, format!("{ptx}// from the cache\n")).unwrap();
+    let mut none = None;
+    let again = ptx_cached(&dir, kernel, "compute_86", &mut none).unwrap();
+    assert!(again.ends_with("// from the cache\n"));
+    assert!(none.is_none(), "NVRTC was loaded for a cache hit");
+}

@@ -68,6 +68,58 @@ pub fn compile_all(nvrtc: &Nvrtc, arch: &str) -> Result<Vec<(&'static str, Strin
         .collect()
 }
 
+/// FNV-1a, 64-bit: a hash that stays the same across builds and Rust versions, for
+/// cache file names.
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &b in *part {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Where `kernel`'s PTX for `arch` is cached under `dir`: named by the kernel, the
+/// architecture and a hash of the source, so an edited kernel is compiled afresh.
+pub fn cache_path(dir: &std::path::Path, kernel: &KernelSource, arch: &str) -> std::path::PathBuf {
+    let stem = kernel.file.trim_end_matches(".cu");
+    let hash = fnv1a(&[kernel.source.as_bytes(), arch.as_bytes()]);
+    dir.join(format!("{stem}-{arch}-{hash:016x}.ptx"))
+}
+
+/// `kernel`'s PTX for `arch`: from the cache under `dir` when it is there, otherwise
+/// compiled with NVRTC (loaded on first need) and cached. A server starts without
+/// compiling after its first run, and a GPU host without NVRTC can use PTX made
+/// elsewhere. A cache that cannot be written is only logged.
+pub fn ptx_cached(
+    dir: &std::path::Path,
+    kernel: &KernelSource,
+    arch: &str,
+    nvrtc: &mut Option<Nvrtc>,
+) -> Result<String, NvrtcError> {
+    let path = cache_path(dir, kernel, arch);
+    if let Ok(ptx) = std::fs::read_to_string(&path) {
+        return Ok(ptx);
+    }
+    let compiler = match nvrtc {
+        Some(n) => n,
+        None => nvrtc.insert(Nvrtc::load()?),
+    };
+    let ptx = compiler.compile_ptx(kernel.file, kernel.source, arch)?;
+    let tmp = path.with_extension("ptx.tmp");
+    let written = std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&tmp, &ptx))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), error = %e, "Cannot cache compiled kernels; they will be compiled again next start.");
+    }
+    Ok(ptx)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +136,23 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn cache_names_change_with_the_source_and_the_architecture() {
+        let dir = std::path::Path::new("/c");
+        let k = SOURCES[0];
+        let edited = KernelSource {
+            source: "// edited\n",
+            ..k
+        };
+        let a = cache_path(dir, &k, "compute_90");
+        assert!(a.starts_with("/c") && a.to_str().unwrap().contains("preprocess-compute_90-"));
+        assert_eq!(a, cache_path(dir, &k, "compute_90"));
+        assert_ne!(a, cache_path(dir, &k, "compute_86"));
+        assert_ne!(a, cache_path(dir, &edited, "compute_90"));
+        // No input leaves FNV-1a at its offset basis.
+        assert_eq!(fnv1a(&[]), 0xcbf2_9ce4_8422_2325);
     }
 
     #[test]
