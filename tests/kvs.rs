@@ -213,6 +213,58 @@ fn recorded_video_on_demand_reads_its_range_and_the_camera_then_ends() {
     assert!((18..=21).contains(&events.len()), "{} events", events.len());
 }
 
+#[test]
+fn live_replay_starts_in_the_past_and_carries_on_live() {
+    let Some((model, media)) = assets() else {
+        return;
+    };
+    let fake = FakeKvs::start(media, &["replay"]);
+    // Let 6 s be recorded, then ask for everything since the start.
+    std::thread::sleep(Duration::from_secs(6));
+    let dir = temp_dir("kvs-replay");
+    let config = write_config(
+        &dir,
+        &[camera(
+            "replay",
+            "kvs",
+            &kvs(
+                "replay",
+                &fake.url(),
+                &format!("start_timestamp_ms = {BASE_EPOCH_MS}"),
+            ),
+            &model,
+        )],
+    );
+    let mut server = Server::start_with_env(&["--config", &config], &dir, &AWS_ENV);
+    // Producer time of what was live when the camera started.
+    let live_at = BASE_EPOCH_MS + 6_000;
+    let caught_up = wait_until(Duration::from_secs(60), || {
+        events_of(&dir, "replay")
+            .iter()
+            .any(|e| e["ts_ms"].as_i64().unwrap() > live_at + 2_000)
+    });
+    server.signal(libc::SIGTERM);
+    let code = server
+        .wait_exit(Duration::from_secs(60))
+        .and_then(|s| s.code());
+    assert!(
+        caught_up,
+        "replay never reached live video; log:\n{}",
+        server.log_text()
+    );
+    assert_eq!(code, Some(0));
+    assert_eq!(fake.seen().sessions[0].0, "LIVE_REPLAY");
+    let first = events_of(&dir, "replay")
+        .iter()
+        .map(|e| e["ts_ms"].as_i64().unwrap())
+        .min()
+        .unwrap();
+    assert!(
+        first < BASE_EPOCH_MS + 2_000,
+        "replay started at {first}, not at the start"
+    );
+}
+
 /// Polls `/metrics` until `check` holds or `timeout` passes.
 fn wait_metrics(server: &Server, timeout: Duration, check: impl Fn(&str) -> bool) -> bool {
     wait_until(timeout, || check(&get(server.addr, "/metrics").2))

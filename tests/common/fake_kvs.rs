@@ -278,6 +278,8 @@ struct Session {
     container: String,
     /// ON_DEMAND: the pieces in its timestamp range (first, end exclusive).
     range: Option<(usize, usize)>,
+    /// LIVE_REPLAY: the piece it starts from.
+    replay_from: Option<usize>,
 }
 
 /// The running fake.
@@ -503,17 +505,21 @@ async fn hls_session(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
         .unwrap_or("FRAGMENTED_MP4")
         .to_owned();
     // ON_DEMAND serves the pieces whose producer time is in the range (epoch seconds).
+    // The piece a timestamp of the request's range falls in (epoch seconds).
+    let piece = |key: &str| {
+        let secs = body["HLSFragmentSelector"]["TimestampRange"][key]
+            .as_f64()
+            .unwrap_or(0.0);
+        let ms = (secs * 1000.0) as i64 - BASE_EPOCH_MS;
+        (ms.max(0) / PIECE_MS) as usize
+    };
+    // ON_DEMAND serves the pieces whose producer time is in the range, then ends.
     let range = (mode == "ON_DEMAND").then(|| {
-        let piece = |key: &str| {
-            let secs = body["HLSFragmentSelector"]["TimestampRange"][key]
-                .as_f64()
-                .unwrap_or(0.0);
-            let ms = (secs * 1000.0) as i64 - BASE_EPOCH_MS;
-            (ms.max(0) / PIECE_MS) as usize
-        };
         let end = piece("EndTimestamp").min(s.media.len());
         (piece("StartTimestamp").min(end), end)
     });
+    // LIVE_REPLAY lists everything recorded since its start, and goes on live.
+    let replay_from = (mode == "LIVE_REPLAY").then(|| piece("StartTimestamp"));
     let token = {
         let mut sessions = s.sessions.lock().unwrap();
         let token = format!("CiVzZXNzaW9u{}", sessions.len() + 1);
@@ -523,6 +529,7 @@ async fn hls_session(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
                 created: Instant::now(),
                 container: container.clone(),
                 range,
+                replay_from,
             },
         );
         token
@@ -578,9 +585,10 @@ async fn media_playlist(State(s): State<Arc<Shared>>, uri: Uri) -> Response {
     }
     let token = &q["SessionToken"];
     // Live: a sliding window over what is recorded; on demand: the whole range, ended.
-    let (first, available) = match session.range {
-        Some(range) => range,
-        None => (s.available().saturating_sub(WINDOW), s.available()),
+    let (first, available) = match (session.range, session.replay_from) {
+        (Some(range), _) => range,
+        (None, Some(from)) => (from.min(s.available()), s.available()),
+        (None, None) => (s.available().saturating_sub(WINDOW), s.available()),
     };
     let ts = container == "MPEG_TS";
     let mut text = format!(
