@@ -10,7 +10,9 @@ mod fake_kvs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{camera_events, fixture, get, labels, metric, temp_dir, wait_until, Server};
+use common::{
+    camera_events, fixture, get, labels, metric, temp_dir, wait_until, worker_alive, Server,
+};
 use fake_kvs::{Damage, FakeKvs, Media, BASE_EPOCH_MS, PIECE_MS};
 
 const AWS_ENV: [(&str, &str); 4] = [
@@ -145,11 +147,7 @@ fn hls_fmp4_hls_ts_and_getmedia_cameras_all_produce_detections() {
                 "{id}: ts_ms {ts} drifts from pts_ms {pts}"
             );
         }
-        assert_eq!(
-            metric(&metrics, &format!("worker_alive{{camera_id=\"{id}\"}}")),
-            Some(1.0),
-            "{id}"
-        );
+        assert_eq!(worker_alive(&metrics, id), Some(1.0), "{id}");
     }
     let seen = fake.seen();
     assert!(seen
@@ -265,11 +263,6 @@ fn live_replay_starts_in_the_past_and_carries_on_live() {
     );
 }
 
-/// Polls `/metrics` until `check` holds or `timeout` passes.
-fn wait_metrics(server: &Server, timeout: Duration, check: impl Fn(&str) -> bool) -> bool {
-    wait_until(timeout, || check(&get(server.addr, "/metrics").2))
-}
-
 /// The newest `ingest_errors_total` for a camera and reason.
 fn ingest_errors(metrics: &str, camera: &str, reason: &str) -> f64 {
     metric(
@@ -333,10 +326,10 @@ fn faults_are_survived_counted_and_kept_to_their_camera() {
 
     // The server disappears for a while, then comes back.
     fake.stop();
-    let went_down = wait_metrics(&server, Duration::from_secs(30), |m| {
+    let went_down = server.wait_metrics(Duration::from_secs(30), |m| {
         ["hls", "gm"]
             .iter()
-            .all(|id| metric(m, &format!("worker_alive{{camera_id=\"{id}\"}}")) == Some(0.0))
+            .all(|id| worker_alive(m, id) == Some(0.0))
     });
     std::thread::sleep(Duration::from_secs(3));
     // Sessions stop expiring, so the HLS camera settles (alive) once it is back.
@@ -354,10 +347,10 @@ fn faults_are_survived_counted_and_kept_to_their_camera() {
         })
     });
     // Every camera alive again (polled: a reconnect in flight reads 0 for a moment).
-    let all_alive = wait_metrics(&server, Duration::from_secs(30), |m| {
+    let all_alive = server.wait_metrics(Duration::from_secs(30), |m| {
         ["hls", "gm", "file"]
             .iter()
-            .all(|id| metric(m, &format!("worker_alive{{camera_id=\"{id}\"}}")) == Some(1.0))
+            .all(|id| worker_alive(m, id) == Some(1.0))
     });
     let (_, _, after) = get(server.addr, "/metrics");
     server.signal(libc::SIGTERM);
@@ -409,10 +402,7 @@ fn faults_are_survived_counted_and_kept_to_their_camera() {
     // The missing stream gave up after its retries; the file camera never noticed.
     assert!(server.logged("Camera failed; giving up on it. Other cameras go on."));
     assert_eq!(ingest_errors(&after, "missing", "stream"), 2.0);
-    assert_eq!(
-        metric(&after, "worker_alive{camera_id=\"missing\"}"),
-        Some(0.0)
-    );
+    assert_eq!(worker_alive(&after, "missing"), Some(0.0));
     assert!(
         events_of(&dir, "file").len() > file_before,
         "the file camera stalled"

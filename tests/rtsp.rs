@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{camera_events, fixture, get, labels, metric, repo, temp_dir, wait_until, Server};
+use common::{
+    camera_events, fixture, get, labels, metric, repo, temp_dir, wait_until, worker_alive, Server,
+};
 
 const PYTHON: &str = "/usr/bin/python3";
 
@@ -149,10 +151,8 @@ stall_timeout_sec = 3
 
     // The RTSP server goes away: both cameras notice; it comes back: both resume.
     drop(rtsp);
-    let alive = |m: &str, id: &str| metric(m, &format!("worker_alive{{camera_id=\"{id}\"}}"));
-    let down = wait_until(Duration::from_secs(20), || {
-        let m = get(server.addr, "/metrics").2;
-        cams.iter().all(|c| alive(&m, c) == Some(0.0))
+    let down = server.wait_metrics(Duration::from_secs(20), |m| {
+        cams.iter().all(|c| worker_alive(m, c) == Some(0.0))
     });
     let restarted_ms = kvs_infer::ingest::now_epoch_ms();
     let rtsp = Rtsp::start(port, &mounts).expect("the RTSP server restarts");
@@ -182,7 +182,7 @@ stall_timeout_sec = 3
             labels.contains("person") && labels.contains("motorcycle"),
             "{id}: {labels:?}"
         );
-        assert_eq!(alive(&metrics, id), Some(1.0), "{id}");
+        assert_eq!(worker_alive(&metrics, id), Some(1.0), "{id}");
         let failures: f64 = ["stream", "stall"]
             .iter()
             .filter_map(|r| {

@@ -154,6 +154,11 @@ impl Server {
             .join("\n")
     }
 
+    /// Polls `/metrics` until `check` holds on its text (true) or `timeout` passes.
+    pub fn wait_metrics(&self, timeout: Duration, check: impl Fn(&str) -> bool) -> bool {
+        wait_until(timeout, || check(&get(self.addr, "/metrics").2))
+    }
+
     /// Whether any collected log line has this message.
     pub fn logged(&self, message: &str) -> bool {
         self.log.iter().any(|l| l["message"] == message)
@@ -308,6 +313,11 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
             .parse()
             .ok()
     })
+}
+
+/// `worker_alive` for `camera` in `/metrics` text.
+pub fn worker_alive(text: &str, camera: &str) -> Option<f64> {
+    metric(text, &format!("worker_alive{{camera_id=\"{camera}\"}}"))
 }
 
 /// The mean batch size `model`'s queue formed, from `/metrics` text.
