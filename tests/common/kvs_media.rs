@@ -23,6 +23,11 @@ pub struct Media {
 impl Media {
     /// Cuts `clip` (cached under `target/fake-kvs/`); `None` when ffmpeg fails.
     pub fn prepare(clip: &Path) -> Option<Media> {
+        // Tests run in parallel threads: one cuts, the others wait and read its cut.
+        static CUTTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _cutting = CUTTING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let stem = clip.file_stem()?.to_str()?.to_owned();
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("target/fake-kvs")
@@ -154,16 +159,16 @@ fn tags(pairs: &[(&str, String)]) -> Vec<u8> {
 fn kvs_fragment(file: &[u8], index: usize) -> Option<Vec<u8>> {
     // EBML header: 4-byte id, 1-byte size (ffmpeg's is short).
     let vint_len = |b: u8| b.leading_zeros() as usize + 1;
-    let ebml_size_len = vint_len(file[4]);
+    let ebml_size_len = vint_len(*file.get(4)?);
     let mut size = u64::from(file[4] & (0xff >> ebml_size_len));
-    for &b in &file[5..4 + ebml_size_len] {
+    for &b in file.get(5..4 + ebml_size_len)? {
         size = (size << 8) | u64::from(b);
     }
     let segment_at = 4 + ebml_size_len + size as usize;
     if file.get(segment_at..segment_at + 4)? != [0x18, 0x53, 0x80, 0x67] {
         return None;
     }
-    let seg_size_len = vint_len(file[segment_at + 4]);
+    let seg_size_len = vint_len(*file.get(segment_at + 4)?);
     let body_at = segment_at + 4 + seg_size_len;
     let cluster = body_at
         + file[body_at..]
