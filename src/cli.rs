@@ -58,6 +58,25 @@ pub enum Command {
     /// Measure the pipeline against the raw engine on this host (CPU): images/s,
     /// frames/s with C cameras, their ratio, p50/p99 latency and peak RSS.
     Bench(Box<BenchCli>),
+    /// Build a model's TensorRT engine ahead of time into the engine cache the server
+    /// loads from (GPU hosts with TensorRT; exit 2 with the reason elsewhere).
+    BuildEngine {
+        /// ONNX detector to build.
+        #[arg(long, value_name = "PATH")]
+        model: PathBuf,
+        /// Largest batch the engine accepts (the profile spans 1..=N).
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        max_batch: u32,
+        /// Allow fp16 kernels.
+        #[arg(long)]
+        fp16: bool,
+        /// Engine cache root (engine.engines_dir).
+        #[arg(long, value_name = "DIR", default_value = "engines")]
+        engines_dir: PathBuf,
+        /// GPU ordinal.
+        #[arg(long, default_value_t = 0)]
+        device_id: u32,
+    },
 }
 
 /// `kvs-infer bench` flags.

@@ -39,6 +39,7 @@ pub mod publish;
 pub mod aws;
 pub mod bench;
 pub mod cli;
+pub mod hash;
 pub mod http;
 pub mod pipeline;
 pub mod shard;

@@ -10,6 +10,7 @@ use clap::Parser;
 use kvs_infer::bench::{AlprArgs, BenchArgs, PublisherArgs};
 use kvs_infer::cli::{Cli, Command};
 use kvs_infer::config::{self, Config, ConfigError, LoadError};
+use kvs_infer::engine::build::{BuildError, BuildRequest};
 use kvs_infer::pipeline::{self, Options, RunError};
 use kvs_infer::telemetry::{init_logging, LogLevel};
 use kvs_infer::{shutdown, VERSION};
@@ -24,6 +25,19 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::CheckConfig { ref config }) => check_config(config),
+        Some(Command::BuildEngine {
+            model,
+            max_batch,
+            fp16,
+            engines_dir,
+            device_id,
+        }) => build_engine(&BuildRequest {
+            model,
+            max_batch,
+            fp16,
+            engines_dir,
+            device_id,
+        }),
         Some(Command::Bench(b)) => {
             let b = *b;
             if b.publishers {
@@ -160,6 +174,32 @@ fn clap_exit(e: &clap::Error) -> ExitCode {
             let first = first.strip_prefix("error: ").unwrap_or(first);
             eprintln!("kvs-infer: error: {first} (see kvs-infer --help)");
             ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn build_engine(req: &BuildRequest) -> ExitCode {
+    bench_logging();
+    match kvs_infer::engine::build::build_engine(req) {
+        Ok(built) => {
+            println!(
+                "built {} for {} (TensorRT {}) in {:.1} s: {} [{}]",
+                req.model.display(),
+                built.gpu,
+                built.tensorrt,
+                built.seconds,
+                built.dir.display(),
+                built.files.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e @ (BuildError::Unavailable(_) | BuildError::NoModel(_))) => {
+            eprintln!("kvs-infer: error: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(e) => {
+            eprintln!("kvs-infer: error: {e}");
+            ExitCode::from(EXIT_RUNTIME)
         }
     }
 }

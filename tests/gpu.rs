@@ -146,3 +146,70 @@ fn compiled_kernels_are_cached_and_read_back_without_compiling() {
     assert!(again.ends_with("// from the cache\n"));
     assert!(none.is_none(), "NVRTC was loaded for a cache hit");
 }
+
+#[test]
+fn the_cpu_onnx_runtime_reports_no_gpu_providers_and_auto_says_so() {
+    if kvs_infer::engine::onnx::runtime_library().is_err() {
+        skip("ONNX Runtime is not installed (scripts/setup.sh)");
+        return;
+    }
+    let caps = kvs_infer::engine::providers::host_caps();
+    // The runtime setup.sh installs is the CPU build: it has neither provider, and says
+    // where to look for one that has.
+    for why in [&caps.cuda_ep_missing, &caps.trt_missing] {
+        let why = why
+            .as_deref()
+            .expect("the CPU build of ONNX Runtime has no GPU provider");
+        assert!(
+            why.contains("has no") && why.contains("ORT_DYLIB_PATH"),
+            "{why}"
+        );
+    }
+    if caps.gpu_missing.is_none() {
+        skip("this machine has a GPU; `auto` would weigh the providers");
+        return;
+    }
+    let (choice, why) =
+        kvs_infer::engine::accel::choose(kvs_infer::config::Backend::Auto, &caps).unwrap();
+    assert_eq!(choice, kvs_infer::engine::accel::Choice::Cpu);
+    assert_eq!(why.as_deref(), Some("no usable GPU"));
+}
+
+#[test]
+fn build_engine_without_a_gpu_or_a_model_exits_2_with_the_reason() {
+    let dir = temp_dir("build-engine");
+    let out = binary()
+        .args(["build-engine", "--model", "missing.onnx"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("missing.onnx: file not found"), "{stderr}");
+
+    if kvs_infer::gpu::probe().is_available() {
+        skip("this machine has a GPU; bench/gpu-check.sh builds an engine there");
+        return;
+    }
+    let Some(model) = common::fixture("models/yolov8n-coco.onnx") else {
+        skip("no yolov8n-coco.onnx (scripts/fetch-assets.sh)");
+        return;
+    };
+    let out = binary()
+        .args(["build-engine", "--model"])
+        .arg(&model)
+        .args(["--max-batch", "8", "--fp16", "--engines-dir"])
+        .arg(dir.join("engines"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot build a TensorRT engine here") && stderr.contains("no CUDA driver"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.join("engines").exists(),
+        "nothing is cached when nothing was built"
+    );
+}

@@ -57,7 +57,7 @@ impl Default for SchedulerConfig {
 }
 
 /// `[engine]`: the inference backend.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
     /// Which backend to use; `auto` picks the GPU when usable.
@@ -66,6 +66,25 @@ pub struct EngineConfig {
     pub instances: u32,
     /// Threads inside each CPU engine instance; 0 = cores / instances.
     pub intra_threads: u32,
+    /// GPU ordinal the GPU engines run on.
+    pub device_id: u32,
+    /// Let TensorRT build fp16 kernels (where faster; outputs stay fp32).
+    pub fp16: bool,
+    /// Where built TensorRT engines are cached, keyed by model, GPU and TensorRT.
+    pub engines_dir: std::path::PathBuf,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Auto,
+            instances: 0,
+            intra_threads: 0,
+            device_id: 0,
+            fp16: true,
+            engines_dir: "engines".into(),
+        }
+    }
 }
 
 /// Inference backends.
@@ -79,7 +98,8 @@ pub enum Backend {
     Cpu,
     /// ONNX Runtime with CUDA; a start-up error without a usable GPU.
     Cuda,
-    /// Native TensorRT plans; a start-up error without a usable GPU.
+    /// TensorRT engines (through ONNX Runtime's TensorRT provider); a start-up error
+    /// without a usable GPU and TensorRT.
     Tensorrt,
 }
 

@@ -34,6 +34,7 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
         0,
         256,
     );
+    v.range_u64("engine.device_id", config.engine.device_id.into(), 0, 63);
     v.publishers(&config.publishers);
     for (id, camera) in &config.cameras {
         v.camera(id, camera);

@@ -1,11 +1,15 @@
-//! Engine: runs a batch through a model. ONNX Runtime on the CPU ([`onnx`]); CUDA and
-//! TensorRT on the GPU arrive with the GPU issue (runtime-loaded, so the build needs
-//! neither). A backend that is absent is a clear [`EngineError::Unavailable`], never a
-//! panic. Models are checked to be YOLOv8-style detectors when they load, before any
+//! Engine: runs a batch through a model. ONNX Runtime ([`onnx`]) on the CPU, or on a
+//! GPU through its CUDA or TensorRT provider ([`providers`]); [`accel`] decides which
+//! from `engine.backend` and what the host has. Everything GPU is loaded at run time,
+//! so the build needs none of it. A backend that is absent is a clear
+//! [`EngineError::Unavailable`] or start-up error, never a panic. Models are checked to be YOLOv8-style detectors when they load, before any
 //! camera starts.
 
+pub mod accel;
+pub mod build;
 mod names;
 pub mod onnx;
+pub mod providers;
 
 use std::path::PathBuf;
 

@@ -1,4 +1,5 @@
-//! The CPU engine: ONNX Runtime through `ort`, loaded at run time (`load-dynamic`).
+//! The ONNX Runtime engine through `ort`, loaded at run time (`load-dynamic`): on the
+//! CPU, or on a GPU through the providers [`super::providers`] configures.
 //!
 //! The shared library is found without the user setting anything: `ORT_DYLIB_PATH`
 //! when set, else beside the executable, else the copy `scripts/setup.sh` puts in
@@ -12,7 +13,8 @@ use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
-use super::{parse_names, BatchOutput, Engine, EngineError, ModelKind, ModelSpec};
+use super::accel::Accel;
+use super::{parse_names, providers, BatchOutput, Engine, EngineError, ModelKind, ModelSpec};
 
 const BACKEND: &str = "cpu";
 const LIB_NAME: &str = "libonnxruntime.so";
@@ -51,9 +53,10 @@ pub fn library_candidates() -> Vec<PathBuf> {
     out
 }
 
-/// The ONNX Runtime environment, created once per process from the first library found.
-fn environment() -> Result<Environment, EngineError> {
-    static ENV: OnceLock<Result<Environment, String>> = OnceLock::new();
+/// The ONNX Runtime environment and the library it came from, created once per process
+/// from the first library found.
+fn loaded() -> &'static Result<(Environment, PathBuf), String> {
+    static ENV: OnceLock<Result<(Environment, PathBuf), String>> = OnceLock::new();
     ENV.get_or_init(|| {
         let candidates = library_candidates();
         let Some(lib) = candidates.iter().find(|p| p.is_file()) else {
@@ -67,30 +70,62 @@ fn environment() -> Result<Environment, EngineError> {
             ));
         };
         tracing::info!(library = %lib.display(), "Loading ONNX Runtime.");
-        ort::init_from(lib)
+        let env = ort::init_from(lib)
             .map_err(|e| format!("cannot load {}: {e}", lib.display()))?
             .with_name("kvs-infer")
             .with_telemetry(false)
             .build()
-            .map_err(|e| format!("cannot start ONNX Runtime from {}: {e}", lib.display()))
-    })
-    .clone()
-    .map_err(|reason| EngineError::Unavailable {
-        backend: BACKEND,
-        reason,
+            .map_err(|e| format!("cannot start ONNX Runtime from {}: {e}", lib.display()))?;
+        Ok((env, lib.clone()))
     })
 }
 
-/// One ONNX Runtime session on the CPU.
+fn unavailable(reason: &str) -> EngineError {
+    EngineError::Unavailable {
+        backend: BACKEND,
+        reason: reason.to_owned(),
+    }
+}
+
+/// The ONNX Runtime environment, loading the library on first use.
+fn environment() -> Result<Environment, EngineError> {
+    loaded()
+        .as_ref()
+        .map(|(env, _)| env.clone())
+        .map_err(|r| unavailable(r))
+}
+
+/// The ONNX Runtime library in use, loading it on first use.
+pub fn runtime_library() -> Result<PathBuf, EngineError> {
+    loaded()
+        .as_ref()
+        .map(|(_, lib)| lib.clone())
+        .map_err(|r| unavailable(r))
+}
+
+/// One ONNX Runtime session: on the CPU, or on a GPU through a provider.
 pub struct OrtEngine {
     session: Session,
     spec: ModelSpec,
+    name: &'static str,
 }
 
 impl OrtEngine {
-    /// Loads `path` with `intra_threads` threads and checks it is the `kind` of model
-    /// expected.
+    /// Loads `path` on the CPU with `intra_threads` threads and checks it is the `kind`
+    /// of model expected.
     pub fn load(path: &Path, intra_threads: usize, kind: ModelKind) -> Result<Self, EngineError> {
+        Self::load_with(path, intra_threads, kind, &Accel::Cpu)
+    }
+
+    /// [`OrtEngine::load`] with the session placed by `accel`. A GPU session is set up
+    /// from what a CPU session learned of the model (its input name and size, for the
+    /// TensorRT profile); a provider that cannot start is [`EngineError::Unavailable`].
+    pub fn load_with(
+        path: &Path,
+        intra_threads: usize,
+        kind: ModelKind,
+        accel: &Accel,
+    ) -> Result<Self, EngineError> {
         let model_err = |message: String| EngineError::Model {
             model: path.to_owned(),
             message,
@@ -109,7 +144,35 @@ impl OrtEngine {
             ModelKind::Recognizer => inspect_recognizer(path, &session),
         }
         .map_err(model_err)?;
-        Ok(Self { session, spec })
+        if *accel == Accel::Cpu {
+            return Ok(Self {
+                session,
+                spec,
+                name: BACKEND,
+            });
+        }
+        drop(session);
+        if let Accel::TensorRt(o) = accel {
+            std::fs::create_dir_all(&o.cache_dir).map_err(|e| {
+                model_err(format!(
+                    "cannot create the engine cache {}: {e}",
+                    o.cache_dir.display()
+                ))
+            })?;
+        }
+        let session = Session::builder(&env)
+            .and_then(|b| Ok(b.with_inter_threads(1)?))
+            .and_then(|b| Ok(b.with_execution_providers(providers::dispatch(accel, &spec))?))
+            .and_then(|mut b| b.commit_from_file(path))
+            .map_err(|e| EngineError::Unavailable {
+                backend: accel.name(),
+                reason: format!("{}: {e}", path.display()),
+            })?;
+        Ok(Self {
+            session,
+            spec,
+            name: accel.name(),
+        })
     }
 }
 
@@ -257,7 +320,7 @@ fn inspect_recognizer(path: &Path, session: &Session) -> Result<ModelSpec, Strin
 
 impl Engine for OrtEngine {
     fn name(&self) -> &'static str {
-        BACKEND
+        self.name
     }
 
     fn spec(&self) -> &ModelSpec {

@@ -13,5 +13,6 @@ pub mod kernels;
 pub mod letterbox;
 pub mod nvrtc;
 pub mod probe;
+pub mod tensorrt;
 
 pub use probe::{probe, GpuDevice, GpuStatus};

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Backend, Config, DetectorConfig, EngineConfig};
+use crate::engine::accel::Choice;
 use crate::engine::onnx::OrtEngine;
+use crate::engine::providers::Placement;
 use crate::engine::{Engine, EngineError, ModelKind};
 use crate::postprocess::yolo::DecodeParams;
 use crate::scheduler::{Limits, ModelQueue, QueueSetup, QueueTask, Task};
@@ -95,29 +97,7 @@ pub fn start(
     metrics: &Metrics,
     cameras: Arc<[CameraMetrics]>,
 ) -> Result<Models, ModelsError> {
-    match config.engine.backend {
-        Backend::Cpu => {}
-        Backend::Auto => {
-            // The GPU engines (TensorRT, CUDA) come with the rest of the GPU path; until
-            // then `auto` says what it found and why it runs on the CPU.
-            let gpu = crate::gpu::probe();
-            let why = if gpu.is_available() {
-                "a GPU is present but this build has no GPU engine yet"
-            } else {
-                "no usable GPU"
-            };
-            tracing::info!(backend = "cpu", gpu = %gpu.summary(), "Using the CPU engine: {why}.");
-        }
-        backend => {
-            let gpu = crate::gpu::probe();
-            let reason = if gpu.is_available() {
-                format!("this build has no GPU engine yet (found {})", gpu.summary())
-            } else {
-                gpu.summary()
-            };
-            return Err(ModelsError::Backend { backend, reason });
-        }
-    }
+    let placement = placement(&config.engine)?;
     let mut tasks: BTreeMap<ModelKey, Task> = BTreeMap::new();
     for (_, camera) in config.enabled_cameras() {
         for detector in &camera.detectors {
@@ -147,7 +127,19 @@ pub fn start(
     };
     for (i, ((path, kind), task)) in tasks.into_iter().enumerate() {
         let engines = (0..instances)
-            .map(|_| OrtEngine::load(&path, threads, kind).map(|e| Box::new(e) as Box<dyn Engine>))
+            .map(|_| {
+                let accel = placement.accel(
+                    &path,
+                    config.engine.fp16,
+                    crate::engine::providers::profile(
+                        config.scheduler.preferred_batch_size,
+                        config.scheduler.max_batch_size,
+                    ),
+                    &config.engine.engines_dir,
+                )?;
+                OrtEngine::load_with(&path, threads, kind, &accel)
+                    .map(|e| Box::new(e) as Box<dyn Engine>)
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| match (kind, e) {
                 (ModelKind::Recognizer, EngineError::Model { model, message }) => EngineError::Model {
@@ -168,6 +160,7 @@ pub fn start(
         tracing::info!(
             model = %path.display(),
             kind = ?kind,
+            backend = engines[0].name(),
             input = format!("{}x{}", spec.width, spec.height),
             classes = spec.names.len(),
             instances,
@@ -195,4 +188,35 @@ pub fn start(
         models.tasks.push(queue_task);
     }
     Ok(models)
+}
+
+/// Settles `engine.backend` against what the host has, once before any model loads:
+/// `auto` logs what it chose and why; `cuda` or `tensorrt` that cannot run is
+/// [`ModelsError::Backend`].
+fn placement(engine: &EngineConfig) -> Result<Placement, ModelsError> {
+    let placement = Placement::resolve(engine.backend, engine.device_id).map_err(|reason| {
+        ModelsError::Backend {
+            backend: engine.backend,
+            reason,
+        }
+    })?;
+    match placement.choice {
+        Choice::Cpu if engine.backend == Backend::Cpu => {}
+        Choice::Cpu => {
+            let why = placement.why.as_deref().unwrap_or_default();
+            tracing::info!(backend = "cpu", gpu = %placement.gpu_summary, "Using the CPU engine: {why}.");
+        }
+        Choice::Cuda => tracing::info!(
+            backend = "cuda",
+            gpu = %placement.gpu_name,
+            "Using the GPU engine: ONNX Runtime with CUDA."
+        ),
+        Choice::TensorRt => tracing::info!(
+            backend = "tensorrt",
+            gpu = %placement.gpu_name,
+            tensorrt = placement.trt_version.as_deref().unwrap_or_default(),
+            "Using the GPU engine: TensorRT."
+        ),
+    }
+    Ok(placement)
 }
