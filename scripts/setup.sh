@@ -30,8 +30,9 @@ command -v cargo >/dev/null 2>&1 || { log "error: cargo is required (install Rus
 
 # --- Debian packages ------------------------------------------------------------------
 APT_PACKAGES=(libavcodec-dev libavformat-dev libavutil-dev libclang-dev clang pkg-config ffmpeg python3 python3-venv)
-# The RTSP tests serve clips with gst-rtsp-server through Debian's own python3 and gi.
-[ "$FOR_TESTS" = 1 ] && APT_PACKAGES+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
+# Tests: an RTSP server (gst-rtsp-server through Debian's own python3 and gi), and
+# NVIDIA's decoder headers (MIT, headers only) to check our NVDEC binding against.
+[ "$FOR_TESTS" = 1 ] && APT_PACKAGES+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good gstreamer1.0-plugins-bad libffmpeg-nvenc-dev)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -86,7 +86,14 @@ fn toml_syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
     ConfigError::new("", format!("TOML syntax error{location}: {message}"))
 }
 
-const SECTIONS: [&str; 5] = ["scheduler", "engine", "publishers", "shutdown", "cameras"];
+const SECTIONS: [&str; 6] = [
+    "scheduler",
+    "engine",
+    "decode",
+    "publishers",
+    "shutdown",
+    "cameras",
+];
 const PUBLISHERS: [&str; 4] = ["local", "kds", "s3", "ddb"];
 
 fn from_tree(tree: Value, errors: &mut Vec<ConfigError>) -> Config {
@@ -104,6 +111,11 @@ fn from_tree(tree: Value, errors: &mut Vec<ConfigError>) -> Config {
             "engine" => {
                 if let Some(v) = section(value, "engine", errors) {
                     config.engine = v;
+                }
+            }
+            "decode" => {
+                if let Some(v) = section(value, "decode", errors) {
+                    config.decode = v;
                 }
             }
             "shutdown" => {

@@ -16,6 +16,8 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     /// Which inference backend runs the batches.
     pub engine: EngineConfig,
+    /// Where video is decoded.
+    pub decode: DecodeConfig,
     /// Where events go.
     pub publishers: PublishersConfig,
     /// How the server stops.
@@ -83,6 +85,50 @@ impl Default for EngineConfig {
             device_id: 0,
             fp16: true,
             engines_dir: "engines".into(),
+        }
+    }
+}
+
+/// `[decode]`: where cameras' video is decoded.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecodeConfig {
+    /// `auto`: NVDEC when the host has it, else the CPU.
+    pub backend: DecodeBackend,
+    /// NVDEC surfaces per camera beyond what the stream's codec needs.
+    pub extra_surfaces: u32,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        Self {
+            backend: DecodeBackend::Auto,
+            extra_surfaces: 4,
+        }
+    }
+}
+
+/// Decoders.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecodeBackend {
+    /// NVDEC when the host has a GPU and its decoder library, the CPU otherwise; a
+    /// camera whose NVDEC decoding fails falls back to the CPU.
+    #[default]
+    Auto,
+    /// libavcodec on the CPU.
+    Cpu,
+    /// NVDEC (GPU engine `engine.device_id`); a start-up error where it is absent.
+    Nvdec,
+}
+
+impl DecodeBackend {
+    /// The name as the config writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecodeBackend::Auto => "auto",
+            DecodeBackend::Cpu => "cpu",
+            DecodeBackend::Nvdec => "nvdec",
         }
     }
 }

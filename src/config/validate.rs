@@ -35,6 +35,12 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
         256,
     );
     v.range_u64("engine.device_id", config.engine.device_id.into(), 0, 63);
+    v.range_u64(
+        "decode.extra_surfaces",
+        config.decode.extra_surfaces.into(),
+        0,
+        16,
+    );
     v.publishers(&config.publishers);
     for (id, camera) in &config.cameras {
         v.camera(id, camera);

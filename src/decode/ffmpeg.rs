@@ -4,24 +4,21 @@
 //! copied out. Kept frames are copied into tight I420 planes, with the arrival time of
 //! the access unit that carried them so latency is measured from receipt.
 
-use std::collections::VecDeque;
 use std::time::Instant;
 
 use ffmpeg_next as ffmpeg;
 
+use super::arrivals::Arrivals;
 use super::{init_ffmpeg, ColorMatrix, DecodeError, Decoder, Frame, FrameSelector};
 use crate::ingest::{AccessUnit, Codec, StreamInfo};
-
-/// Arrival times of access units still inside the decoder, by pts.
-const PENDING_LIMIT: usize = 64;
 
 /// libavcodec decoder for one stream.
 pub struct FfmpegDecoder {
     decoder: ffmpeg::decoder::Video,
     selector: FrameSelector,
     frame: ffmpeg::frame::Video,
-    /// (pts_90k, received_at, wall_ms) of units sent and not yet seen as frames.
-    pending: VecDeque<(i64, Instant, i64)>,
+    /// When the units still inside the codec arrived.
+    arrivals: Arrivals,
     codec_name: &'static str,
 }
 
@@ -79,7 +76,7 @@ impl FfmpegDecoder {
             decoder,
             selector,
             frame: ffmpeg::frame::Video::empty(),
-            pending: VecDeque::new(),
+            arrivals: Arrivals::default(),
             codec_name,
         })
     }
@@ -100,25 +97,12 @@ impl FfmpegDecoder {
                 }
             }
             let pts_90k = self.frame.timestamp().or(self.frame.pts()).unwrap_or(-1);
-            let (received_at, wall_ms) = self.arrival(pts_90k);
+            let (received_at, wall_ms) = self.arrivals.take(pts_90k);
             if !self.selector.keep(pts_90k) {
                 continue;
             }
             out.push(self.copy_frame(pts_90k, received_at, wall_ms)?);
         }
-    }
-
-    /// The arrival of the unit with this pts (units may come out reordered).
-    fn arrival(&mut self, pts_90k: i64) -> (Instant, i64) {
-        if let Some(i) = self.pending.iter().position(|p| p.0 == pts_90k) {
-            let (_, at, wall) = self.pending.remove(i).unwrap_or((0, Instant::now(), 0));
-            return (at, wall);
-        }
-        // Unknown pts (a decoder that invents them): fall back to the oldest pending.
-        self.pending.pop_front().map_or(
-            (Instant::now(), crate::ingest::now_epoch_ms()),
-            |(_, at, wall)| (at, wall),
-        )
     }
 
     fn copy_frame(
@@ -172,11 +156,7 @@ impl Decoder for FfmpegDecoder {
         let mut packet = ffmpeg::Packet::copy(&unit.data);
         packet.set_pts(Some(unit.pts_90k));
         packet.set_dts(None);
-        if self.pending.len() >= PENDING_LIMIT {
-            self.pending.pop_front();
-        }
-        self.pending
-            .push_back((unit.pts_90k, unit.received_at, unit.wall_ms));
+        self.arrivals.sent(unit);
         if let Err(e) = self.decoder.send_packet(&packet) {
             // A damaged picture is not fatal: the codec recovers at the next keyframe.
             tracing::debug!(codec = self.codec_name, pts_90k = unit.pts_90k, error = %e, "Picture rejected by the decoder.");

@@ -1,14 +1,19 @@
 //! Decode: access units → frames. On the CPU through libavcodec ([`ffmpeg`]); on the GPU
-//! through NVDEC (the GPU issue). The decoder decodes every picture the codec needs and
+//! through NVDEC ([`nvdec`]); [`DecodePlan`] picks one per host and falls back. The decoder decodes every picture the codec needs and
 //! hands on only those the camera's `fps_target` asks for ([`FrameSelector`]), so
 //! skipped frames are never copied out of the codec.
 
+pub mod annexb;
+mod arrivals;
+mod choice;
 pub mod ffmpeg;
+pub mod nvdec;
 mod select;
 
 use std::sync::Once;
 use std::time::Instant;
 
+pub use choice::{nvdec_missing, turn_nvdec_off, DecodePlan};
 pub use select::FrameSelector;
 
 use crate::ingest::AccessUnit;

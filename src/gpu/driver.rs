@@ -60,6 +60,33 @@ struct Api {
         *mut *mut c_void,
     ) -> CuResult,
     error_name: unsafe extern "C" fn(CuResult, *mut *const c_char) -> CuResult,
+    memcpy_2d: unsafe extern "C" fn(*const Memcpy2d) -> CuResult,
+}
+
+/// `CUmemorytype`: host and device.
+const MEMORY_HOST: c_uint = 1;
+const MEMORY_DEVICE: c_uint = 2;
+
+/// `CUDA_MEMCPY2D`: a pitched copy between host and device memory.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct Memcpy2d {
+    pub src_x_in_bytes: usize,
+    pub src_y: usize,
+    pub src_memory_type: c_uint,
+    pub src_host: *const c_void,
+    pub src_device: CuDevicePtr,
+    pub src_array: *mut c_void,
+    pub src_pitch: usize,
+    pub dst_x_in_bytes: usize,
+    pub dst_y: usize,
+    pub dst_memory_type: c_uint,
+    pub dst_host: *mut c_void,
+    pub dst_device: CuDevicePtr,
+    pub dst_array: *mut c_void,
+    pub dst_pitch: usize,
+    pub width_in_bytes: usize,
+    pub height: usize,
 }
 
 impl Api {
@@ -91,6 +118,7 @@ impl Api {
             dtoh: sym!("cuMemcpyDtoH_v2"),
             launch: sym!("cuLaunchKernel"),
             error_name: sym!("cuGetErrorName"),
+            memcpy_2d: sym!("cuMemcpy2D_v2"),
             _lib: lib,
         })
     }
@@ -199,6 +227,46 @@ impl Context {
             (self.api.htod)(buf.ptr, host.as_ptr().cast(), std::mem::size_of_val(host))
         })?;
         Ok(buf)
+    }
+
+    /// Copies `height` rows of `width` bytes, `pitch` apart on the device from `src`,
+    /// into `dst` packed tightly (a decoded surface's plane to the host).
+    pub fn copy_plane_to_host(
+        &self,
+        src: u64,
+        pitch: usize,
+        width: usize,
+        height: usize,
+        dst: &mut [u8],
+    ) -> Result<(), DriverError> {
+        if dst.len() < width * height || pitch < width {
+            return Err(DriverError::Unavailable(format!(
+                "a {width}x{height} plane does not fit {} bytes at pitch {pitch}",
+                dst.len()
+            )));
+        }
+        let copy = Memcpy2d {
+            src_x_in_bytes: 0,
+            src_y: 0,
+            src_memory_type: MEMORY_DEVICE,
+            src_host: std::ptr::null(),
+            src_device: src,
+            src_array: std::ptr::null_mut(),
+            src_pitch: pitch,
+            dst_x_in_bytes: 0,
+            dst_y: 0,
+            dst_memory_type: MEMORY_HOST,
+            dst_host: dst.as_mut_ptr().cast(),
+            dst_device: 0,
+            dst_array: std::ptr::null_mut(),
+            dst_pitch: width,
+            width_in_bytes: width,
+            height,
+        };
+        // SAFETY: `dst` holds width × height bytes (checked); the caller's `src` is a
+        // device plane of `height` rows `pitch` apart.
+        self.api
+            .check("cuMemcpy2D", unsafe { (self.api.memcpy_2d)(&copy) })
     }
 
     /// Launches `function` on a 2-D grid covering `width`×`height` with 16×16 blocks.

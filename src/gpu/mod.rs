@@ -11,6 +11,7 @@
 pub mod driver;
 pub mod kernels;
 pub mod letterbox;
+pub mod nvdec;
 pub mod nvrtc;
 pub mod probe;
 pub mod tensorrt;

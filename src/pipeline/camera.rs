@@ -17,8 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Readiness;
 use crate::config::{CameraConfig, SourceRef};
-use crate::decode::ffmpeg::FfmpegDecoder;
-use crate::decode::{Decoder, Frame, FrameSelector};
+use crate::decode::{DecodePlan, Decoder, Frame, FrameSelector};
 use crate::detect::{Action, Detector, Finding, ReadRequest};
 use crate::ingest::file::FileSource;
 use crate::ingest::kvs;
@@ -45,6 +44,8 @@ pub struct Ingest {
     pub id: String,
     /// Its config.
     pub config: CameraConfig,
+    /// How its video is decoded.
+    pub decode: DecodePlan,
     /// The queues of the models its detectors use.
     pub queues: Vec<ModelQueue>,
     /// Where its results come back.
@@ -186,9 +187,17 @@ impl Ingest {
             }
             None => return Err(Failure::stream("no source configured")),
         };
-        let mut decoder =
-            FfmpegDecoder::new(source.info(), selector, 1).map_err(Failure::stream)?;
-        self.pump(source.as_mut(), &mut decoder, slots, failures, policy.stall)
+        let mut decoder = self
+            .decode
+            .open(source.info(), selector)
+            .map_err(Failure::stream)?;
+        self.pump(
+            source.as_mut(),
+            decoder.as_mut(),
+            slots,
+            failures,
+            policy.stall,
+        )
     }
 
     /// Awaits `future` on the runtime unless intake stops (`None`) or it takes longer

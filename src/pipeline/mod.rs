@@ -127,6 +127,14 @@ pub enum StartError {
     /// A model could not be loaded, or the backend is absent.
     #[error(transparent)]
     Models(#[from] ModelsError),
+    /// The configured decoder cannot run here.
+    #[error("decode.backend = \"{backend}\" cannot run: {reason}; use \"cpu\", or \"auto\" to use NVDEC when the host has it")]
+    Decoder {
+        /// The backend asked for.
+        backend: &'static str,
+        /// Why not.
+        reason: String,
+    },
     /// A detector does not fit its model.
     #[error("{path}: {message}")]
     Detector {
@@ -211,6 +219,11 @@ pub async fn run(
             metrics.camera(id, &types)
         })
         .collect();
+    let decode = crate::decode::DecodePlan::settle(&config.decode, config.engine.device_id)
+        .map_err(|reason| StartError::Decoder {
+            backend: config.decode.backend.as_str(),
+            reason,
+        })?;
     let models =
         models::start(&config, metrics, camera_metrics.clone()).map_err(StartError::from)?;
 
@@ -304,6 +317,7 @@ pub async fn run(
             index: i,
             id: id.clone(),
             config: camera.clone(),
+            decode: decode.clone(),
             queues,
             reply,
             metrics: camera_metrics[i].clone(),
