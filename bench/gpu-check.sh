@@ -1,24 +1,45 @@
 #!/usr/bin/env bash
 # The GPU check, for a lent GPU host (the library's `device` tool), in two steps:
-#   bench/gpu-check.sh --prepare   here (no GPU needed): builds the check binary and
-#                                  the kernels' PTX cache into bench/gpu-check/ (a few
-#                                  MiB, small enough to travel with the working tree)
-#   bench/gpu-check.sh             on the GPU host: runs it, prints one table (with the
-#                                  device tool, carry ["bench/gpu-check"]: it is ignored)
-# What it checks today: the GPU probe, the kernels for the GPU present (the PTX cache
-# made here for sm_75..sm_90, or its own NVRTC), kernel parity with the CPU reference
-# for I420/NV12 × fp32/fp16 with time per launch. NVDEC, TensorRT and whole-pipeline figures join it as
-# those parts are built. Record the table in bench/README.md with the date and GPU.
+#   bench/gpu-check.sh --prepare   here (no GPU needed): builds the check binary (it
+#                                  links only libc), the kernels' PTX cache for
+#                                  sm_75..sm_90, fragmented-MP4 clips (H.264 and H.265)
+#                                  with libavcodec's decode of them as per-picture
+#                                  hashes, and the YOLOv8n model, into bench/gpu-check/
+#                                  (about 40 MiB: it travels with the working tree)
+#   bench/gpu-check.sh             on the GPU host: runs it and prints the tables (with
+#                                  the device tool, carry ["bench/gpu-check"]: ignored
+#                                  by git, so it must be carried)
+# Tables: kernel parity with the CPU reference and µs per launch; one launch per batch
+# against one per frame; NVDEC bit-exactness against libavcodec, NV12 surfaces into the
+# kernel without a host copy, pictures/s with 1 and 8 sessions; TensorRT and CUDA
+# engines against the CPU engine with images/s at batch 1/8/32 (where the host has a
+# GPU build of ONNX Runtime at ORT_DYLIB_PATH, and TensorRT). Record the output in
+# bench/README.md with the date and GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=bench/gpu-check
 if [ "${1:-}" = "--prepare" ]; then
     scripts/setup.sh --test >/dev/null
+    scripts/fetch-assets.sh >/dev/null
     cargo build --release --example gpu_check
-    mkdir -p "$OUT"
+    rm -rf "$OUT" && mkdir -p "$OUT/clips"
     cp target/release/examples/gpu_check "$OUT/gpu_check"
     strip "$OUT/gpu_check" 2>/dev/null || true
-    "$OUT/gpu_check" --prepare "$OUT/kernels"
+    "$OUT/gpu_check" --prepare "$OUT"
+    src=../shared/fixtures/video/person-motorcycle-1080p30.mp4
+    [ -f "$src" ] || src=.cache/demo/person-motorcycle-720p.mp4
+    frag=(-movflags frag_keyframe+empty_moov+default_base_moof)
+    ffmpeg -v error -y -i "$src" -an -c:v copy "${frag[@]}" "$OUT/clips/h264.mp4"
+    ffmpeg -v error -y -i "$src" -an -t 5 -c:v libx265 -preset ultrafast -x265-params log-level=error \
+        -tag:v hvc1 "${frag[@]}" "$OUT/clips/h265.mp4"
+    for clip in "$OUT"/clips/*.mp4; do
+        size=$(ffprobe -v error -select_streams v:0 -show_entries stream=width,height -of csv=p=0:s=x "$clip")
+        ffmpeg -v error -i "$clip" -f rawvideo -pix_fmt yuv420p - |
+            "$OUT/gpu_check" --hash-frames "${size%x*}" "${size#*x}" "${clip%.mp4}.ref" "${clip%.mp4}.frame0.yuv"
+    done
+    model=../shared/fixtures/models/yolov8n-coco.onnx
+    [ -f "$model" ] || model=.cache/demo/yolov8n-coco.onnx
+    cp "$model" "$OUT/yolov8n-coco.onnx"
     du -sh "$OUT"
     exit 0
 fi
@@ -26,4 +47,4 @@ BIN="$OUT/gpu_check"
 [ -x "$BIN" ] || { echo "run bench/gpu-check.sh --prepare first (here), then this (on the GPU host)" >&2; exit 2; }
 echo "# GPU check, $(date -u +%FT%TZ), $(hostname)"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true
-"$BIN" "$OUT/kernels"
+"$BIN" "$OUT"

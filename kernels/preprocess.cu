@@ -162,3 +162,37 @@ extern "C" __global__ void letterbox_nv12_f32(KERNEL_ARGS, float* out) {
 extern "C" __global__ void letterbox_nv12_f16(KERNEL_ARGS, unsigned short* out) {
     BODY(2, STORE_F16)
 }
+
+// One launch for a whole batch: blockIdx.z picks the frame, whose planes, geometry and
+// slot come from `jobs` in device memory. Frames of different sizes, layouts and
+// colour matrices batch together. The layout mirrors `BatchJob` in
+// src/gpu/letterbox.rs (a test there checks its size).
+struct BatchJob {
+    unsigned long long y_plane, u_plane, v_plane;
+    int y_stride, uv_stride, chroma_step, src_w, src_h;
+    int pad_x, pad_y, resized_w, resized_h, matrix, slot, reserved;
+};
+
+#define BATCH_BODY(STORE)                                                                 \
+    const BatchJob job = jobs[blockIdx.z];                                                \
+    int dx = blockIdx.x * blockDim.x + threadIdx.x;                                       \
+    int dy = blockIdx.y * blockDim.y + threadIdx.y;                                       \
+    if (dx >= dst_w || dy >= dst_h) return;                                               \
+    float r, g, b;                                                                        \
+    pixel((const unsigned char*)job.y_plane, (const unsigned char*)job.u_plane,           \
+          (const unsigned char*)job.v_plane, job.y_stride, job.uv_stride,                 \
+          job.chroma_step, job.src_w, job.src_h, dx, dy, job.pad_x, job.pad_y,            \
+          job.resized_w, job.resized_h, job.matrix, &r, &g, &b);                          \
+    size_t area = (size_t)dst_w * (size_t)dst_h;                                          \
+    size_t base = (size_t)job.slot * 3 * area + (size_t)dy * dst_w + dx;                  \
+    STORE(out[base], r);                                                                  \
+    STORE(out[base + area], g);                                                           \
+    STORE(out[base + 2 * area], b);
+
+extern "C" __global__ void letterbox_batch_f32(const BatchJob* jobs, int dst_w, int dst_h, float* out) {
+    BATCH_BODY(STORE_F32)
+}
+
+extern "C" __global__ void letterbox_batch_f16(const BatchJob* jobs, int dst_w, int dst_h, unsigned short* out) {
+    BATCH_BODY(STORE_F16)
+}

@@ -126,6 +126,9 @@ fn on_a_gpu_the_kernels_match_the_cpu_reference_and_write_only_their_slot() {
     let rows = check_parity(&gpu).unwrap_or_else(|e| panic!("{e}"));
     let failed: Vec<_> = rows.iter().filter(|r| !r.pass).collect();
     assert!(failed.is_empty(), "{failed:#?}");
+    // One launch for a batch of mixed sizes and layouts fills every slot the same way.
+    let batch = kvs_infer::gpu::batch::check_batch(&gpu, 1).unwrap_or_else(|e| panic!("{e}"));
+    assert!(batch.iter().all(|r| r.pass), "{batch:#?}");
 }
 
 #[test]

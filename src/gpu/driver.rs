@@ -282,6 +282,23 @@ impl Context {
         height: u32,
         args: &mut [*mut c_void],
     ) -> Result<(), DriverError> {
+        // SAFETY: per this function's contract.
+        unsafe { self.launch_3d(function, width, height, 1, args) }
+    }
+
+    /// [`Context::launch_2d`] with `depth` layers of blocks (`blockIdx.z`): one launch
+    /// for a batch.
+    ///
+    /// # Safety
+    /// As for [`Context::launch_2d`].
+    pub unsafe fn launch_3d(
+        &self,
+        function: &Function<'_>,
+        width: u32,
+        height: u32,
+        depth: u32,
+        args: &mut [*mut c_void],
+    ) -> Result<(), DriverError> {
         let (bx, by) = (16, 16);
         // SAFETY: per this function's contract.
         self.api.check("cuLaunchKernel", unsafe {
@@ -289,7 +306,7 @@ impl Context {
                 function.raw,
                 width.div_ceil(bx),
                 height.div_ceil(by),
-                1,
+                depth.max(1),
                 bx,
                 by,
                 1,

@@ -30,6 +30,8 @@ pub const SOURCES: &[KernelSource] = &[KernelSource {
         "letterbox_i420_f16",
         "letterbox_nv12_f32",
         "letterbox_nv12_f16",
+        "letterbox_batch_f32",
+        "letterbox_batch_f16",
     ],
 }];
 

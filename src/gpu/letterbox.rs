@@ -129,6 +129,16 @@ impl GpuLetterbox {
         Ok(Self { ctx, module })
     }
 
+    /// The context the kernels run in.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// The loaded kernels.
+    pub fn module(&self) -> &Module {
+        &self.module
+    }
+
     fn upload(&self, frame: &Frame, layout: Layout) -> Result<DeviceFrame, DriverError> {
         let [y, u, v] = &frame.planes;
         Ok(match layout {

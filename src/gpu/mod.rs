@@ -8,6 +8,7 @@
 //! without them and says why the GPU is not used. The CPU preprocessing in
 //! [`crate::preprocess::cpu`] is the kernels' reference.
 
+pub mod batch;
 pub mod driver;
 pub mod kernels;
 pub mod letterbox;

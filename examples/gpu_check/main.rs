@@ -1,0 +1,160 @@
+//! The GPU check `bench/gpu-check.sh` runs.
+//!
+//! - `gpu_check --prepare DIR` (here, no GPU needed): compiles the kernels with NVRTC
+//!   for every GPU generation we target into the PTX cache `DIR/kernels`, so a GPU host
+//!   without NVRTC can run them.
+//! - `gpu_check --hash-frames W H REF FRAME0` (here): reads raw I420 pictures from stdin
+//!   (libavcodec's decode of a clip, piped from the ffmpeg CLI) and writes one hash per
+//!   picture to REF and the first picture to FRAME0: what NVDEC's output is compared
+//!   with on the GPU host, where there is no libavcodec.
+//! - `gpu_check DIR` (on the GPU host): the probe; kernel parity with the CPU reference
+//!   and time per launch; one launch per batch against one per frame; NVDEC on the
+//!   clips in `DIR/clips` (bit-exactness, NV12 surfaces into the kernel without a host
+//!   copy, throughput); TensorRT and CUDA engines against the CPU engine
+//!   (`DIR/yolov8n-coco.onnx`), each as a markdown table. Exits 1 when a check fails,
+//!   2 without a GPU.
+//!
+//! The binary links nothing but libc: CUDA, NVDEC and ONNX Runtime are opened at run
+//! time, so it runs on a bare GPU host.
+
+mod decode;
+mod engine;
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use kvs_infer::gpu::batch::check_batch;
+use kvs_infer::gpu::kernels::{arch_for, ptx_cached, SOURCES};
+use kvs_infer::gpu::letterbox::{check_parity, GpuLetterbox, F16_TOLERANCE_ULP, F32_TOLERANCE};
+use kvs_infer::gpu::GpuStatus;
+
+/// Turing (T4), Ampere (A100, A10G), Ada (L4), Hopper (H100).
+const TARGETS: [(i32, i32); 5] = [(7, 5), (8, 0), (8, 6), (8, 9), (9, 0)];
+
+fn fail(what: &str, e: impl std::fmt::Display) -> ! {
+    println!("| {what} | FAIL: {e} |");
+    std::process::exit(1);
+}
+
+fn prepare(dir: &Path) {
+    let kernels = dir.join("kernels");
+    let mut nvrtc = None;
+    for cc in TARGETS {
+        for kernel in SOURCES {
+            if let Err(e) = ptx_cached(&kernels, kernel, &arch_for(cc), &mut nvrtc) {
+                fail("kernels compile", e);
+            }
+        }
+    }
+    println!(
+        "PTX for {} architectures cached in {}",
+        TARGETS.len(),
+        kernels.display()
+    );
+}
+
+fn hash_frames(args: &[String]) {
+    let [w, h, refs, frame0] = args else {
+        fail("usage", "--hash-frames W H REF FRAME0");
+    };
+    let (w, h): (usize, usize) = (w.parse().unwrap_or(0), h.parse().unwrap_or(0));
+    let (luma, chroma) = (w * h, w * h / 4);
+    let mut picture = vec![0u8; luma + 2 * chroma];
+    let mut stdin = std::io::stdin().lock();
+    let mut out = std::fs::File::create(refs).unwrap_or_else(|e| fail("hash-frames", e));
+    let mut count = 0;
+    while stdin.read_exact(&mut picture).is_ok() {
+        let (y, uv) = picture.split_at(luma);
+        let (u, v) = uv.split_at(chroma);
+        writeln!(out, "{:016x}", decode::frame_hash([y, u, v]))
+            .unwrap_or_else(|e| fail("hash-frames", e));
+        if count == 0 {
+            std::fs::write(frame0, &picture).unwrap_or_else(|e| fail("hash-frames", e));
+        }
+        count += 1;
+    }
+    println!("{count} pictures hashed into {refs}");
+}
+
+fn kernels(gpu: &GpuLetterbox) -> bool {
+    let rows = check_parity(gpu).unwrap_or_else(|e| fail("kernel parity", e));
+    println!(
+        "\n## Kernels\n\nParity with the CPU reference (tolerance: fp32 {F32_TOLERANCE}, fp16 \
+         {F16_TOLERANCE_ULP} ulp), slot 1 of a batch of 2:\n"
+    );
+    println!(
+        "| case | layout | type | max error | other slot untouched | µs per launch | result |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {:?} | {:?} | {:.2e} | {} | {:.1} | {} |",
+            r.case,
+            r.layout,
+            r.precision,
+            r.max_error,
+            r.other_slot_untouched,
+            r.micros,
+            if r.pass { "pass" } else { "FAIL" }
+        );
+    }
+    let batch = check_batch(gpu, 100).unwrap_or_else(|e| fail("batch kernel", e));
+    println!("\nOne launch per batch against one per frame (the parity frames, I420 and NV12 alternating, into 640×640):\n");
+    println!("| type | frames | max error | µs per batch, one launch | µs per batch, launch per frame | result |");
+    println!("|---|---|---|---|---|---|");
+    for r in &batch {
+        println!(
+            "| {:?} | {} | {:.2e} | {:.1} | {:.1} | {} |",
+            r.precision,
+            r.batch,
+            r.max_error,
+            r.micros_batched,
+            r.micros_per_frame,
+            if r.pass { "pass" } else { "FAIL" }
+        );
+    }
+    rows.iter().all(|r| r.pass) && batch.iter().all(|r| r.pass)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("--prepare") => {
+            prepare(Path::new(
+                args.get(1).map_or("bench/gpu-check", String::as_str),
+            ));
+            return;
+        }
+        Some("--hash-frames") => {
+            hash_frames(&args[1..]);
+            return;
+        }
+        _ => {}
+    }
+    let dir = Path::new(args.first().map_or("bench/gpu-check", String::as_str));
+    let status = kvs_infer::gpu::probe();
+    println!("GPU: {}", status.summary());
+    let GpuStatus::Available { devices, .. } = status else {
+        std::process::exit(2);
+    };
+    let arch = arch_for(devices[0].compute_capability);
+    let mut nvrtc = None;
+    let ptx = ptx_cached(&dir.join("kernels"), &SOURCES[0], &arch, &mut nvrtc)
+        .unwrap_or_else(|e| fail("kernels", e));
+    println!(
+        "Kernels for {arch}: {}",
+        if nvrtc.is_some() {
+            "compiled here with NVRTC"
+        } else {
+            "from the PTX cache"
+        }
+    );
+    let gpu = GpuLetterbox::new(0, &ptx).unwrap_or_else(|e| fail("kernels load", e));
+    let mut ok = kernels(&gpu);
+    ok &= decode::section(&gpu, &dir.join("clips"));
+    ok &= engine::section(&dir.join("yolov8n-coco.onnx"), &dir.join("engines"));
+    let _ = std::io::stdout().flush();
+    if !ok {
+        std::process::exit(1);
+    }
+}
