@@ -1,7 +1,8 @@
 //! The deployment recipes against the real server: camera sharding through the binary,
 //! the Prometheus rules with promtool, every metric the alerts and the dashboard use
 //! on a running server's /metrics, the manifests as YAML, and the ConfigMap's config
-//! through the server's own validation.
+//! through the server's own validation, and `Dockerfile.cuda`'s structure (this machine
+//! has no Docker daemon to build it).
 
 mod common;
 
@@ -278,5 +279,138 @@ fn manifests_parse_and_the_configmap_config_is_valid() {
         "User=kvs-infer",
     ] {
         assert!(unit.contains(hardening), "{hardening}");
+    }
+}
+
+/// `Dockerfile.cuda` as stages of (instruction, arguments), line continuations joined
+/// and heredoc bodies skipped; stage 0 is what comes before the first `FROM`.
+fn dockerfile_stages() -> Vec<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(repo().join("Dockerfile.cuda")).unwrap();
+    let mut stages: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    let mut joined = String::new();
+    let mut heredoc: Option<String> = None;
+    for line in text.lines() {
+        if let Some(end) = &heredoc {
+            if line.trim() == end {
+                heredoc = None;
+            }
+            continue;
+        }
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') || (trimmed.is_empty() && joined.is_empty()) {
+            continue;
+        }
+        joined.push_str(trimmed.trim_end_matches('\\'));
+        joined.push(' ');
+        if let Some(i) = trimmed.find("<<'") {
+            heredoc = trimmed[i + 3..].split('\'').next().map(str::to_owned);
+        }
+        if trimmed.ends_with('\\') {
+            continue;
+        }
+        let instruction = std::mem::take(&mut joined);
+        let (op, rest) = instruction
+            .trim()
+            .split_once(' ')
+            .unwrap_or((instruction.trim(), ""));
+        if op == "FROM" {
+            stages.push(Vec::new());
+        }
+        stages
+            .last_mut()
+            .unwrap()
+            .push((op.to_owned(), rest.trim().to_owned()));
+    }
+    stages
+}
+
+#[test]
+fn the_cuda_image_builds_in_stages_and_runs_unprivileged_with_a_health_check() {
+    let stages = dockerfile_stages();
+    let preamble = &stages[0];
+    let arg = |name: &str| {
+        preamble
+            .iter()
+            .find_map(|(op, rest)| (op == "ARG").then(|| rest.strip_prefix(&format!("{name}=")))?)
+            .unwrap_or_else(|| panic!("ARG {name} is not declared before the first FROM"))
+            .to_owned()
+    };
+    let stages = &stages[1..];
+    assert!(stages.len() >= 2, "multi-stage: {} stage(s)", stages.len());
+    let from = |s: &[(String, String)]| s[0].1.clone();
+    let build = stages
+        .iter()
+        .find(|s| from(s).ends_with("AS build"))
+        .expect("a build stage");
+    let runtime = stages.last().unwrap();
+    // The build and the runtime are the same Ubuntu, so libavcodec's soname matches.
+    assert!(from(build).contains("ubuntu:${UBUNTU}"), "{}", from(build));
+    assert!(from(runtime).starts_with("nvidia/cuda:${CUDA}-cudnn-runtime-ubuntu${UBUNTU}"));
+    assert!(
+        build
+            .iter()
+            .any(|(op, rest)| op == "RUN" && rest.contains("cargo build --release --locked")),
+        "the image builds what Cargo.lock pins"
+    );
+    // TensorRT's pinned build is for the runtime's CUDA major.
+    let cuda_major = arg("CUDA").split('.').next().unwrap().to_owned();
+    assert!(
+        arg("TENSORRT").ends_with(&format!("+cuda{cuda_major}.0")),
+        "{}",
+        arg("TENSORRT")
+    );
+
+    let find = |op: &str| -> Vec<&String> {
+        runtime
+            .iter()
+            .filter(|(o, _)| o == op)
+            .map(|(_, rest)| rest)
+            .collect()
+    };
+    let user = find("USER");
+    let user = user.last().expect("the runtime stage sets USER");
+    assert!(!["root", "0"].contains(&user.as_str()), "runs as {user}");
+    let health = find("HEALTHCHECK");
+    assert!(
+        health.len() == 1 && health[0].contains("http://127.0.0.1:8080/healthz"),
+        "{health:?}"
+    );
+    assert_eq!(find("EXPOSE"), ["8080"]);
+    let cmd = find("CMD").last().copied().cloned().unwrap_or_default();
+    assert!(
+        cmd.contains("0.0.0.0:8080"),
+        "the server listens where the health check looks: {cmd}"
+    );
+    let env = find("ENV")
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        env.contains("ORT_DYLIB_PATH=/opt/onnxruntime/libonnxruntime.so"),
+        "{env}"
+    );
+    assert!(
+        find("COPY")
+            .iter()
+            .any(|c| c.contains("--from=onnxruntime") && c.ends_with("/opt/onnxruntime")),
+        "ORT_DYLIB_PATH points at what the onnxruntime stage provides"
+    );
+    assert!(
+        env.contains("NVIDIA_DRIVER_CAPABILITIES=compute,utility,video"),
+        "NVDEC needs video: {env}"
+    );
+    let entry = find("ENTRYPOINT");
+    assert_eq!(entry, [r#"["/usr/local/bin/kvs-infer"]"#]);
+    assert!(find("COPY")
+        .iter()
+        .any(|c| c.contains("--from=build") && c.contains("/usr/local/bin/kvs-infer")));
+
+    let ignore = std::fs::read_to_string(repo().join(".dockerignore")).unwrap();
+    for path in ["target/", ".cache/", "bench/gpu-check/"] {
+        assert!(
+            ignore.lines().any(|l| l == path),
+            ".dockerignore lacks {path}"
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! The library is looked for in this order: `KVS_INFER_NVRTC` (a path), the project's
 //! `.cache/cuda/lib/` (what `scripts/setup.sh --test` unpacks from the
 //! `nvidia-cuda-nvrtc-cu12` wheel), `$CUDA_HOME/lib64`, then the system's
-//! `libnvrtc.so.12` / `libnvrtc.so`.
+//! `libnvrtc.so.13` / `libnvrtc.so.12` / `libnvrtc.so`.
 
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::path::{Path, PathBuf};
@@ -96,9 +96,13 @@ fn candidates() -> Vec<PathBuf> {
     if let Ok(home) = std::env::var("CUDA_HOME") {
         out.push(Path::new(&home).join("lib64/libnvrtc.so"));
     }
-    out.push(PathBuf::from("/usr/local/cuda/lib64/libnvrtc.so"));
-    out.push(PathBuf::from("libnvrtc.so.12"));
-    out.push(PathBuf::from("libnvrtc.so"));
+    // Runtime-only installs (CUDA's runtime images) have the versioned names alone.
+    for name in ["libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12"] {
+        out.push(Path::new("/usr/local/cuda/lib64").join(name));
+    }
+    for name in ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"] {
+        out.push(PathBuf::from(name));
+    }
     out
 }
 
