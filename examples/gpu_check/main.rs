@@ -152,7 +152,11 @@ fn main() {
     let gpu = GpuLetterbox::new(0, &ptx).unwrap_or_else(|e| fail("kernels load", e));
     let mut ok = kernels(&gpu);
     ok &= decode::section(&gpu, &dir.join("clips"));
-    ok &= engine::section(&dir.join("yolov8n-coco.onnx"), &dir.join("engines"));
+    ok &= engine::section(
+        &dir.join("yolov8n-coco.onnx"),
+        &dir.join("engines"),
+        &dir.join("kernels"),
+    );
     let _ = std::io::stdout().flush();
     if !ok {
         std::process::exit(1);

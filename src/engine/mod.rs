@@ -115,4 +115,25 @@ pub trait Engine: Send {
         batch: usize,
         output: &mut BatchOutput,
     ) -> Result<(), EngineError>;
+
+    /// The GPU whose memory the engine reads inputs from, when it can
+    /// ([`Engine::run_device`]); `None` for host-only engines.
+    fn device(&self) -> Option<i32> {
+        None
+    }
+
+    /// Runs `batch` images laid out as NCHW f32 in device memory at `input` (on
+    /// [`Engine::device`]), so preprocessed batches never cross to the host.
+    fn run_device(
+        &mut self,
+        input: u64,
+        batch: usize,
+        output: &mut BatchOutput,
+    ) -> Result<(), EngineError> {
+        let _ = (input, batch, output);
+        Err(EngineError::Unavailable {
+            backend: self.name(),
+            reason: "this engine reads its inputs from host memory".into(),
+        })
+    }
 }

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ort::environment::Environment;
+use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::Session;
-use ort::value::{TensorElementType, TensorRef, ValueType};
+use ort::value::{Shape, TensorElementType, TensorRef, TensorRefMut, ValueType};
 
 use super::accel::Accel;
 use super::{parse_names, providers, BatchOutput, Engine, EngineError, ModelKind, ModelSpec};
@@ -108,6 +109,8 @@ pub struct OrtEngine {
     session: Session,
     spec: ModelSpec,
     name: &'static str,
+    /// The GPU a CUDA or TensorRT session runs on.
+    device: Option<i32>,
 }
 
 impl OrtEngine {
@@ -149,6 +152,7 @@ impl OrtEngine {
                 session,
                 spec,
                 name: BACKEND,
+                device: None,
             });
         }
         drop(session);
@@ -168,10 +172,16 @@ impl OrtEngine {
                 backend: accel.name(),
                 reason: format!("{}: {e}", path.display()),
             })?;
+        let device = match accel {
+            Accel::Cpu => None,
+            Accel::Cuda { device_id } => Some(*device_id),
+            Accel::TensorRt(o) => Some(o.device_id),
+        };
         Ok(Self {
             session,
             spec,
             name: accel.name(),
+            device,
         })
     }
 }
@@ -350,26 +360,73 @@ impl Engine for OrtEngine {
             .session
             .run(ort::inputs![self.spec.input_name.as_str() => tensor])
             .map_err(|e| run_err(e.to_string()))?;
-        let (out_shape, data) = outputs[0]
-            .try_extract_tensor::<f32>()
-            .map_err(|e| run_err(e.to_string()))?;
-        let [b, c, a] = out_shape[..] else {
-            return Err(run_err(format!(
-                "output shape {:?} is not 3-D",
-                &out_shape[..]
-            )));
-        };
-        if b as usize != batch || c < 1 || a < 1 {
-            return Err(run_err(format!(
-                "unexpected output shape {:?}",
-                &out_shape[..]
-            )));
-        }
-        output.data.clear();
-        output.data.extend_from_slice(data);
-        output.batch = batch;
-        output.channels = c as usize;
-        output.anchors = a as usize;
-        Ok(())
+        read_output(&outputs, batch, output).map_err(run_err)
     }
+
+    fn device(&self) -> Option<i32> {
+        self.device
+    }
+
+    fn run_device(
+        &mut self,
+        input: u64,
+        batch: usize,
+        output: &mut BatchOutput,
+    ) -> Result<(), EngineError> {
+        let run_err = |message: String| EngineError::Run {
+            model: self.spec.path.clone(),
+            batch,
+            message,
+        };
+        let Some(device) = self.device else {
+            return Err(run_err("a CPU session cannot read device memory".into()));
+        };
+        let info = MemoryInfo::new(
+            AllocationDevice::CUDA,
+            device,
+            AllocatorType::Device,
+            MemoryType::Default,
+        )
+        .map_err(|e| run_err(e.to_string()))?;
+        let shape = [
+            batch as i64,
+            3,
+            i64::from(self.spec.height),
+            i64::from(self.spec.width),
+        ];
+        // SAFETY: the caller's `input` is device memory on `device` holding `batch`
+        // NCHW f32 images of the model's size, alive for this call.
+        let tensor = unsafe {
+            TensorRefMut::<f32>::from_raw(info, input as usize as *mut _, Shape::new(shape))
+        }
+        .map_err(|e| run_err(e.to_string()))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![self.spec.input_name.as_str() => tensor])
+            .map_err(|e| run_err(e.to_string()))?;
+        read_output(&outputs, batch, output).map_err(run_err)
+    }
+}
+
+/// Copies a detector's or recogniser's 3-D output into `output`.
+fn read_output(
+    outputs: &ort::session::SessionOutputs<'_>,
+    batch: usize,
+    output: &mut BatchOutput,
+) -> Result<(), String> {
+    let (shape, data) = outputs[0]
+        .try_extract_tensor::<f32>()
+        .map_err(|e| e.to_string())?;
+    let [b, c, a] = shape[..] else {
+        return Err(format!("output shape {:?} is not 3-D", &shape[..]));
+    };
+    if b as usize != batch || c < 1 || a < 1 {
+        return Err(format!("unexpected output shape {:?}", &shape[..]));
+    }
+    output.data.clear();
+    output.data.extend_from_slice(data);
+    output.batch = batch;
+    output.channels = c as usize;
+    output.anchors = a as usize;
+    Ok(())
 }

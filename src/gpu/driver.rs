@@ -229,6 +229,17 @@ impl Context {
         Ok(buf)
     }
 
+    /// Copies `host` to device address `dst`.
+    ///
+    /// # Safety
+    /// `dst` must be device memory of this context with room for `host`.
+    pub unsafe fn copy_to_device<T: Copy>(&self, dst: u64, host: &[T]) -> Result<(), DriverError> {
+        // SAFETY: per this function's contract.
+        self.api.check("cuMemcpyHtoD", unsafe {
+            (self.api.htod)(dst, host.as_ptr().cast(), std::mem::size_of_val(host))
+        })
+    }
+
     /// Copies `height` rows of `width` bytes, `pitch` apart on the device from `src`,
     /// into `dst` packed tightly (a decoded surface's plane to the host).
     pub fn copy_plane_to_host(
@@ -332,6 +343,11 @@ pub struct Module {
     raw: CuModule,
 }
 
+// SAFETY: a module handle may be used from any thread on which its context is current;
+// every user binds the context first.
+unsafe impl Send for Module {}
+unsafe impl Sync for Module {}
+
 impl Module {
     /// One of its `extern "C"` kernels.
     pub fn function(&self, name: &str) -> Result<Function<'_>, DriverError> {
@@ -374,6 +390,16 @@ impl<T: Copy + Default> DeviceBuffer<T> {
     /// The device address (what a kernel argument points to).
     pub fn device_ptr(&self) -> u64 {
         self.ptr
+    }
+
+    /// Elements it holds.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// Copies the buffer back to the host.

@@ -14,6 +14,7 @@ pub mod kernels;
 pub mod letterbox;
 pub mod nvdec;
 pub mod nvrtc;
+pub mod prep;
 pub mod probe;
 pub mod tensorrt;
 

@@ -182,6 +182,9 @@ pub fn start(
             engines,
             task,
             cameras: cameras.clone(),
+            // GPU engines letterbox on the GPU, with kernels cached beside the engines.
+            kernel_cache: (placement.choice != Choice::Cpu)
+                .then(|| config.engine.engines_dir.join("kernels")),
         });
         models.index.insert((path, kind), i);
         models.queues.push(queue);

@@ -1,5 +1,6 @@
 //! The async shell around [`State`]: one actor task per model owns the queue, and one
-//! worker thread per engine instance preprocesses, runs and decodes batches.
+//! worker thread per engine instance (`super::worker`) preprocesses, runs and decodes
+//! batches.
 //!
 //! Cameras submit [`Job`]s through a cloneable [`ModelQueue`]. The actor forms a batch
 //! only when a worker is idle, so while one worker runs a batch the next is formed and
@@ -15,12 +16,11 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::task::JoinHandle;
 
 use super::state::{Dropped, Entry, Limits, State};
+use super::worker::{Worker, WorkerSetup};
 use crate::decode::Frame;
-use crate::engine::{BatchOutput, Engine, ModelSpec};
-use crate::postprocess::ctc::greedy_decode;
-use crate::postprocess::yolo::{self, DecodeParams};
+use crate::engine::{Engine, ModelSpec};
+use crate::postprocess::yolo::DecodeParams;
 use crate::postprocess::Detection;
-use crate::preprocess::cpu::{letterbox_into, ocr_crop_into};
 use crate::preprocess::Letterbox;
 use crate::telemetry::{CameraMetrics, ModelMetrics};
 
@@ -31,7 +31,7 @@ pub type Reply = mpsc::UnboundedSender<InferResult>;
 /// same input size: the first worker to preprocess it stores it, the others copy.
 #[derive(Debug, Default)]
 pub struct SharedInput {
-    slot: Mutex<Option<Prepared>>,
+    pub(super) slot: Mutex<Option<Prepared>>,
 }
 
 /// A letterboxed input: its width, height, values and transform.
@@ -84,7 +84,7 @@ impl DropNotice {
         }
     }
 
-    fn disarm(mut self) {
+    pub(super) fn disarm(mut self) {
         self.armed = false;
     }
 }
@@ -190,6 +190,9 @@ pub struct QueueSetup {
     pub metrics: ModelMetrics,
     /// Every camera's instruments, by camera index (for drop counts).
     pub cameras: Arc<[CameraMetrics]>,
+    /// Where GPU engines' preprocessing kernels are cached; `None` keeps preprocessing
+    /// on the CPU for every engine.
+    pub kernel_cache: Option<std::path::PathBuf>,
 }
 
 /// Joins the actor and its workers at shutdown.
@@ -216,15 +219,18 @@ impl ModelQueue {
         let mut workers = Vec::new();
         for (index, engine) in setup.engines.into_iter().enumerate() {
             let (batch_tx, batch_rx) = std::sync::mpsc::channel::<Vec<Entry<Job>>>();
-            let worker = Worker {
-                index,
-                model: setup.model,
+            let worker = Worker::new(
+                WorkerSetup {
+                    index,
+                    model: setup.model,
+                    task: setup.task.clone(),
+                    metrics: setup.metrics.clone(),
+                    cameras: setup.cameras.clone(),
+                    idle: idle_tx.clone(),
+                    kernel_cache: setup.kernel_cache.clone(),
+                },
                 engine,
-                task: setup.task.clone(),
-                metrics: setup.metrics.clone(),
-                cameras: setup.cameras.clone(),
-                idle: idle_tx.clone(),
-            };
+            );
             let handle = std::thread::Builder::new()
                 .name(format!("engine-{}-{index}", setup.label))
                 .spawn(move || worker.run(&batch_rx))
@@ -349,123 +355,5 @@ impl Actor {
             }
         })
         .await;
-    }
-}
-
-struct Worker {
-    index: usize,
-    model: usize,
-    engine: Box<dyn Engine>,
-    task: Task,
-    metrics: ModelMetrics,
-    cameras: Arc<[CameraMetrics]>,
-    idle: mpsc::UnboundedSender<usize>,
-}
-
-impl Worker {
-    fn run(mut self, batches: &std::sync::mpsc::Receiver<Vec<Entry<Job>>>) {
-        let mut input = Vec::new();
-        let mut output = BatchOutput::default();
-        while let Ok(batch) = batches.recv() {
-            self.run_batch(batch, &mut input, &mut output);
-            if self.idle.send(self.index).is_err() {
-                break;
-            }
-        }
-    }
-
-    /// Writes one job's input into its slot; returns the letterbox for detectors.
-    fn prepare(&self, job: &Job, slot: &mut [f32]) -> Option<Letterbox> {
-        let spec = self.engine.spec();
-        let (w, h) = (spec.width, spec.height);
-        match &job.input {
-            Input::Crop(bbox) => {
-                ocr_crop_into(&job.frame, *bbox, w, h, slot);
-                None
-            }
-            Input::Frame(shared) => {
-                if let Some(shared) = shared {
-                    let mut cached = shared.slot.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Some((cw, ch, data, lb)) = cached.as_ref() {
-                        if (*cw, *ch) == (w, h) {
-                            slot.copy_from_slice(data);
-                            return Some(*lb);
-                        }
-                    }
-                    let lb = letterbox_into(&job.frame, w, h, slot);
-                    *cached = Some((w, h, Arc::from(&*slot), lb));
-                    return Some(lb);
-                }
-                Some(letterbox_into(&job.frame, w, h, slot))
-            }
-        }
-    }
-
-    fn run_batch(
-        &mut self,
-        batch: Vec<Entry<Job>>,
-        input: &mut Vec<f32>,
-        output: &mut BatchOutput,
-    ) {
-        let started = Instant::now();
-        let spec = self.engine.spec();
-        let slot = 3 * (spec.width * spec.height) as usize;
-        input.resize(slot * batch.len(), 0.0);
-        let mut jobs = Vec::with_capacity(batch.len());
-        let mut boxes = Vec::with_capacity(batch.len());
-        for (k, entry) in batch.into_iter().enumerate() {
-            let mut job = entry.item;
-            boxes.push(self.prepare(&job, &mut input[k * slot..(k + 1) * slot]));
-            // Taken and prepared: an offline source may send its next frame.
-            job.permit.take();
-            jobs.push(job);
-        }
-        let n = jobs.len();
-        if let Err(e) = self.engine.run(input, n, output) {
-            tracing::error!(error = %e, batch = n, "Batch failed; its frames are dropped.");
-            for job in &jobs {
-                if let Some(camera) = self.cameras.get(job.camera) {
-                    camera.dropped("engine_error", 1);
-                }
-            }
-            // Dropping the jobs sends their drop notices.
-            return;
-        }
-        let names = &self.engine.spec().names;
-        let ready_at = Instant::now();
-        for (k, mut job) in jobs.into_iter().enumerate() {
-            let result = match (&self.task, boxes[k]) {
-                (Task::Detect(params), Some(letterbox)) => {
-                    let src = (job.frame.width, job.frame.height);
-                    Output::Detections(yolo::decode(
-                        output.image(k),
-                        output.anchors,
-                        names,
-                        params,
-                        &letterbox,
-                        src,
-                    ))
-                }
-                (Task::Recognize, _) => {
-                    let (text, confidence) = greedy_decode(output.image(k), output.anchors, names);
-                    Output::Text { text, confidence }
-                }
-                (Task::Detect(_), None) => Output::Dropped,
-            };
-            if let Some(notice) = job.notice.take() {
-                notice.disarm();
-            }
-            // A camera that has gone away no longer listens; nothing to do then.
-            let _ = job.reply.send(InferResult {
-                model: self.model,
-                frame: job.frame,
-                output: result,
-                batch_size: n,
-                ready_at,
-                tag: job.tag,
-            });
-        }
-        self.metrics
-            .batch(n, started.elapsed().as_secs_f64() * 1000.0);
     }
 }

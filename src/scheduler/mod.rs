@@ -5,10 +5,13 @@
 //! results go back through each entry's reply route.
 //!
 //! [`state`] is the pure batching logic; [`actor`] is the thin async shell that owns a
-//! `State`, sleeps until its next deadline, and feeds batches to engine workers.
+//! `State`, sleeps until its next deadline, and feeds batches to engine workers
+//! (`worker`: preprocessing on the CPU, or on the GPU for engines that read device
+//! memory).
 
 pub mod actor;
 pub mod state;
+mod worker;
 
 pub use actor::{
     DropNotice, InferResult, Input, Job, ModelQueue, Output, QueueSetup, QueueTask, Reply,
