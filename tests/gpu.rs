@@ -129,6 +129,26 @@ fn on_a_gpu_the_kernels_match_the_cpu_reference_and_write_only_their_slot() {
     // One launch for a batch of mixed sizes and layouts fills every slot the same way.
     let batch = kvs_infer::gpu::batch::check_batch(&gpu, 1).unwrap_or_else(|e| panic!("{e}"));
     assert!(batch.iter().all(|r| r.pass), "{batch:#?}");
+    // The engine workers' path: staged, copied and launched on a stream of its own.
+    let frames: Vec<_> = kvs_infer::gpu::letterbox::parity_cases()
+        .into_iter()
+        .map(|c| c.1)
+        .collect();
+    let refs: Vec<_> = frames.iter().collect();
+    let cache = temp_dir("gpu-prep-kernels");
+    let mut prep = kvs_infer::gpu::prep::GpuPrep::new(0, 640, 640, &cache).unwrap();
+    prep.prepare(&refs).unwrap();
+    let got = prep.download(refs.len()).unwrap();
+    let slot = 3 * 640 * 640;
+    for (k, frame) in frames.iter().enumerate() {
+        let mut want = vec![0f32; slot];
+        kvs_infer::preprocess::cpu::letterbox_into(frame, 640, 640, &mut want);
+        let err = kvs_infer::gpu::letterbox::max_abs_diff(&got[k * slot..(k + 1) * slot], &want);
+        assert!(
+            err <= kvs_infer::gpu::letterbox::F32_TOLERANCE,
+            "slot {k}: {err}"
+        );
+    }
 }
 
 #[test]

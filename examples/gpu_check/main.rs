@@ -116,6 +116,70 @@ fn kernels(gpu: &GpuLetterbox) -> bool {
     rows.iter().all(|r| r.pass) && batch.iter().all(|r| r.pass)
 }
 
+/// The engine workers' GPU preprocessing (pinned staging, their own streams): parity of
+/// a batch of 8 mixed frames, and frames/s with 1 and 2 workers preparing at once.
+fn preprocessing(kernels: &Path) -> bool {
+    use kvs_infer::decode::Frame;
+    use kvs_infer::gpu::letterbox::{max_abs_diff, parity_cases, reference, Precision, SlotData};
+    use kvs_infer::gpu::prep::GpuPrep;
+    println!("\n## GPU preprocessing (engine workers)\n");
+    let frames: Vec<Frame> = parity_cases()
+        .into_iter()
+        .map(|c| c.1)
+        .cycle()
+        .take(8)
+        .collect();
+    let refs: Vec<&Frame> = frames.iter().collect();
+    let run = || -> Result<(f32, f64), String> {
+        let mut prep = GpuPrep::new(0, 640, 640, kernels)?;
+        prep.prepare(&refs).map_err(|e| e.to_string())?;
+        let got = prep.download(refs.len()).map_err(|e| e.to_string())?;
+        let slot = 3 * 640 * 640;
+        let mut err = 0f32;
+        for (k, f) in refs.iter().enumerate() {
+            if let SlotData::F32(want) = reference(f, 640, 640, Precision::F32) {
+                err = err.max(max_abs_diff(&got[k * slot..(k + 1) * slot], &want));
+            }
+        }
+        let started = std::time::Instant::now();
+        let mut batches = 0;
+        while started.elapsed().as_secs_f64() < 2.0 {
+            prep.prepare(&refs).map_err(|e| e.to_string())?;
+            batches += 1;
+        }
+        Ok((
+            err,
+            (batches * refs.len()) as f64 / started.elapsed().as_secs_f64(),
+        ))
+    };
+    let one = run();
+    let two: Vec<Result<(f32, f64), String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2).map(|_| s.spawn(run)).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(Err("panicked".into())))
+            .collect()
+    });
+    match (one, two.into_iter().collect::<Result<Vec<_>, _>>()) {
+        (Ok((err, fps1)), Ok(two)) => {
+            let fps2: f64 = two.iter().map(|r| r.1).sum();
+            let err = two.iter().map(|r| r.0).fold(err, f32::max);
+            let pass = err <= F32_TOLERANCE;
+            println!("| batch | max error | frames/s, 1 worker | frames/s, 2 workers | result |");
+            println!("|---|---|---|---|---|");
+            println!(
+                "| 8 mixed (1080p…160p) | {err:.2e} | {fps1:.0} | {fps2:.0} | {} |",
+                if pass { "pass" } else { "FAIL" }
+            );
+            pass
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            println!("FAIL: {e}");
+            false
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -151,6 +215,7 @@ fn main() {
     );
     let gpu = GpuLetterbox::new(0, &ptx).unwrap_or_else(|e| fail("kernels load", e));
     let mut ok = kernels(&gpu);
+    ok &= preprocessing(&dir.join("kernels"));
     ok &= decode::section(&gpu, &dir.join("clips"));
     ok &= engine::section(
         &dir.join("yolov8n-coco.onnx"),

@@ -7,7 +7,7 @@
 use std::ffi::c_void;
 use std::time::Instant;
 
-use super::driver::{DeviceBuffer, DriverError};
+use super::driver::{DeviceBuffer, DriverError, Stream};
 use super::kernels::matrix_arg;
 use super::letterbox::{
     interleave_uv, kernel_name, max_abs_diff, max_ulp_diff, parity_cases, reference, GpuLetterbox,
@@ -128,33 +128,51 @@ pub fn letterbox_batch(
         .map(|(k, f)| f.job(dst_w, dst_h, k))
         .collect();
     let jobs = gpu.context().upload(&jobs)?;
-    launch_batch(gpu, &jobs, frames.len(), dst_w, dst_h, precision, out)?;
+    // SAFETY: `jobs` holds one job per frame, each frame's planes are live, `out`
+    // holds a slot per frame, and everything outlives the synchronise below.
+    unsafe {
+        launch_batch(
+            gpu,
+            None,
+            jobs.device_ptr(),
+            frames.len(),
+            (dst_w, dst_h),
+            precision,
+            out,
+        )?;
+    }
     gpu.context().synchronize()
 }
 
-fn launch_batch(
+/// Queues one launch of the batch kernel on `stream` (`None`: the legacy default
+/// stream) for `count` jobs at device address `jobs`, into the tensor at `out`.
+///
+/// # Safety
+/// `jobs` must hold `count` [`BatchJob`]s whose planes are live device memory, `out`
+/// must hold `count` slots of `dst`, and all of it must stay valid until the stream
+/// has run the launch.
+pub unsafe fn launch_batch(
     gpu: &GpuLetterbox,
-    jobs: &DeviceBuffer<BatchJob>,
+    stream: Option<&Stream>,
+    jobs: u64,
     count: usize,
-    dst_w: u32,
-    dst_h: u32,
+    (dst_w, dst_h): (u32, u32),
     precision: Precision,
     out: u64,
 ) -> Result<(), DriverError> {
     let function = gpu.module().function(batch_kernel_name(precision))?;
-    let (mut jobs_ptr, mut w, mut h, mut out_ptr) =
-        (jobs.device_ptr(), dst_w as i32, dst_h as i32, out);
+    let (mut jobs_ptr, mut w, mut h, mut out_ptr) = (jobs, dst_w as i32, dst_h as i32, out);
     let mut args: [*mut c_void; 4] = [
         (&mut jobs_ptr as *mut u64).cast(),
         (&mut w as *mut i32).cast(),
         (&mut h as *mut i32).cast(),
         (&mut out_ptr as *mut u64).cast(),
     ];
-    // SAFETY: the arguments follow `letterbox_batch_*`'s parameters; `jobs` holds
-    // `count` jobs whose planes are live device memory, and `out` holds `count` slots.
+    // SAFETY: the arguments follow `letterbox_batch_*`'s parameters; the memory per
+    // this function's contract.
     unsafe {
         gpu.context()
-            .launch_3d(&function, dst_w, dst_h, count as u32, &mut args)
+            .launch_on(stream, &function, (dst_w, dst_h, count as u32), &mut args)
     }
 }
 
@@ -298,7 +316,18 @@ pub fn check_batch(gpu: &GpuLetterbox, runs: usize) -> Result<Vec<BatchRow>, Dri
         let micros_per_frame = started.elapsed().as_secs_f64() * 1e6 / runs.max(1) as f64;
         let started = Instant::now();
         for _ in 0..runs.max(1) {
-            launch_batch(gpu, &jobs_dev, n, dst_w, dst_h, precision, out)?;
+            // SAFETY: the jobs, planes and output are alive until the synchronise.
+            unsafe {
+                launch_batch(
+                    gpu,
+                    None,
+                    jobs_dev.device_ptr(),
+                    n,
+                    (dst_w, dst_h),
+                    precision,
+                    out,
+                )?;
+            }
         }
         ctx.synchronize()?;
         let micros_batched = started.elapsed().as_secs_f64() * 1e6 / runs.max(1) as f64;

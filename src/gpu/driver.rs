@@ -1,7 +1,8 @@
 //! A thin, runtime-loaded shim over the CUDA driver API: the primary context, modules
-//! from PTX, device buffers, kernel launches. Enough to run our kernels and check them
-//! against their CPU references; loaded with `dlopen` like the probe, so nothing links
-//! CUDA and a machine without it gets an error, not a crash.
+//! from PTX, device and pinned host buffers, non-blocking streams, kernel launches.
+//! Enough to run our kernels beside an inference session and check them against their
+//! CPU references; loaded with `dlopen` like the probe, so nothing links CUDA and a
+//! machine without it gets an error, not a crash.
 
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
 use std::sync::Arc;
@@ -12,6 +13,11 @@ type CuContext = *mut c_void;
 type CuModule = *mut c_void;
 type CuFunction = *mut c_void;
 type CuDevicePtr = u64;
+type CuStream = *mut c_void;
+
+/// `CU_STREAM_NON_BLOCKING`: no implicit synchronisation with the legacy default
+/// stream, so our work never waits for another session's.
+const STREAM_NON_BLOCKING: c_uint = 1;
 
 /// Why a driver call failed.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +67,12 @@ struct Api {
     ) -> CuResult,
     error_name: unsafe extern "C" fn(CuResult, *mut *const c_char) -> CuResult,
     memcpy_2d: unsafe extern "C" fn(*const Memcpy2d) -> CuResult,
+    stream_create: unsafe extern "C" fn(*mut CuStream, c_uint) -> CuResult,
+    stream_destroy: unsafe extern "C" fn(CuStream) -> CuResult,
+    stream_synchronize: unsafe extern "C" fn(CuStream) -> CuResult,
+    htod_async: unsafe extern "C" fn(CuDevicePtr, *const c_void, usize, CuStream) -> CuResult,
+    host_alloc: unsafe extern "C" fn(*mut *mut c_void, usize, c_uint) -> CuResult,
+    free_host: unsafe extern "C" fn(*mut c_void) -> CuResult,
 }
 
 /// `CUmemorytype`: host and device.
@@ -119,6 +131,12 @@ impl Api {
             launch: sym!("cuLaunchKernel"),
             error_name: sym!("cuGetErrorName"),
             memcpy_2d: sym!("cuMemcpy2D_v2"),
+            stream_create: sym!("cuStreamCreate"),
+            stream_destroy: sym!("cuStreamDestroy_v2"),
+            stream_synchronize: sym!("cuStreamSynchronize"),
+            htod_async: sym!("cuMemcpyHtoDAsync_v2"),
+            host_alloc: sym!("cuMemHostAlloc"),
+            free_host: sym!("cuMemFreeHost"),
             _lib: lib,
         })
     }
@@ -229,6 +247,61 @@ impl Context {
         Ok(buf)
     }
 
+    /// A stream of its own for this context's work, which never waits implicitly for
+    /// other streams (an inference session's, say).
+    pub fn stream(&self) -> Result<Stream, DriverError> {
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: a valid out-pointer; the context is current on this thread.
+        self.api.check("cuStreamCreate", unsafe {
+            (self.api.stream_create)(&mut raw, STREAM_NON_BLOCKING)
+        })?;
+        Ok(Stream {
+            api: self.api.clone(),
+            raw,
+        })
+    }
+
+    /// `len` bytes of page-locked host memory, which the GPU copies from without
+    /// staging (so copies on a stream run alongside the host).
+    pub fn pinned(&self, len: usize) -> Result<PinnedBuffer, DriverError> {
+        let mut ptr = std::ptr::null_mut();
+        // SAFETY: a valid out-pointer; flags 0 (portable pinning is not needed).
+        self.api.check("cuMemHostAlloc", unsafe {
+            (self.api.host_alloc)(&mut ptr, len.max(1), 0)
+        })?;
+        Ok(PinnedBuffer {
+            api: self.api.clone(),
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    /// Queues a copy of `len` bytes from pinned `src` (at `offset`) to device `dst` on
+    /// `stream`.
+    ///
+    /// # Safety
+    /// `dst` must be device memory with room for `len` bytes, and neither buffer may be
+    /// freed or (`src`) written until the stream has run the copy.
+    pub unsafe fn copy_async(
+        &self,
+        dst: u64,
+        src: &PinnedBuffer,
+        offset: usize,
+        len: usize,
+        stream: &Stream,
+    ) -> Result<(), DriverError> {
+        if offset + len > src.len {
+            return Err(DriverError::Unavailable(format!(
+                "a copy of {len} bytes at {offset} runs past a {}-byte pinned buffer",
+                src.len
+            )));
+        }
+        // SAFETY: in bounds of `src` (checked); the rest per this function's contract.
+        self.api.check("cuMemcpyHtoDAsync", unsafe {
+            (self.api.htod_async)(dst, src.ptr.add(offset).cast(), len, stream.raw)
+        })
+    }
+
     /// Copies `host` to device address `dst`.
     ///
     /// # Safety
@@ -310,6 +383,23 @@ impl Context {
         depth: u32,
         args: &mut [*mut c_void],
     ) -> Result<(), DriverError> {
+        // SAFETY: per this function's contract.
+        unsafe { self.launch_on(None, function, (width, height, depth), args) }
+    }
+
+    /// [`Context::launch_3d`] on `stream` (`None`: the legacy default stream), without
+    /// waiting for it.
+    ///
+    /// # Safety
+    /// As for [`Context::launch_2d`]; the memory the kernel touches must stay valid
+    /// until the stream has run it.
+    pub unsafe fn launch_on(
+        &self,
+        stream: Option<&Stream>,
+        function: &Function<'_>,
+        (width, height, depth): (u32, u32, u32),
+        args: &mut [*mut c_void],
+    ) -> Result<(), DriverError> {
         let (bx, by) = (16, 16);
         // SAFETY: per this function's contract.
         self.api.check("cuLaunchKernel", unsafe {
@@ -322,7 +412,7 @@ impl Context {
                 by,
                 1,
                 0,
-                std::ptr::null_mut(),
+                stream.map_or(std::ptr::null_mut(), |s| s.raw),
                 args.as_mut_ptr(),
                 std::ptr::null_mut(),
             )
@@ -334,6 +424,68 @@ impl Drop for Context {
     fn drop(&mut self) {
         // SAFETY: releases the retain made in `new`.
         unsafe { (self.api.primary_release)(self.device) };
+    }
+}
+
+/// A CUDA stream (non-blocking) of a [`Context`].
+pub struct Stream {
+    api: Arc<Api>,
+    raw: CuStream,
+}
+
+// SAFETY: a stream handle may be used from any thread on which its context is current.
+unsafe impl Send for Stream {}
+unsafe impl Sync for Stream {}
+
+impl Stream {
+    /// Waits until everything queued on the stream has run; reports a kernel's failure.
+    pub fn synchronize(&self) -> Result<(), DriverError> {
+        // SAFETY: a stream we created.
+        self.api.check("cuStreamSynchronize", unsafe {
+            (self.api.stream_synchronize)(self.raw)
+        })
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // SAFETY: a stream we created; pending work completes before it is released.
+        unsafe { (self.api.stream_destroy)(self.raw) };
+    }
+}
+
+/// Page-locked host memory.
+pub struct PinnedBuffer {
+    api: Arc<Api>,
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: plain host memory owned by this value.
+unsafe impl Send for PinnedBuffer {}
+
+impl PinnedBuffer {
+    /// Its bytes, to fill before a copy.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: `len` bytes allocated by cuMemHostAlloc, owned here.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+
+    /// Bytes it holds.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for PinnedBuffer {
+    fn drop(&mut self) {
+        // SAFETY: memory from cuMemHostAlloc.
+        unsafe { (self.api.free_host)(self.ptr.cast()) };
     }
 }
 

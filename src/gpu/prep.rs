@@ -4,13 +4,16 @@
 //! device tensor the engine reads where it lies. The CPU's letterbox, the largest
 //! per-frame cost after decoding, leaves the host.
 //!
-//! Buffers are kept and reused: one upload buffer per slot, grown when a larger frame
-//! comes, and the batch tensor for the largest batch.
+//! Each worker's preprocessing runs on a non-blocking stream of its own, so it never
+//! waits for another worker's inference (the engine sessions have their own streams):
+//! while one worker's batch runs, the next worker's is being prepared. Frames are
+//! staged in page-locked memory and copied with the batch's jobs in two asynchronous
+//! copies; every buffer is kept and grown, never allocated per batch.
 
 use std::path::Path;
 
-use super::batch::{letterbox_batch, DevicePlanes};
-use super::driver::{DeviceBuffer, DriverError};
+use super::batch::{launch_batch, BatchJob, DevicePlanes};
+use super::driver::{DeviceBuffer, DriverError, PinnedBuffer, Stream};
 use super::kernels::{arch_for, ptx_cached, SOURCES};
 use super::letterbox::{GpuLetterbox, Layout, Precision};
 use crate::decode::Frame;
@@ -19,10 +22,30 @@ use crate::preprocess::Letterbox;
 /// One engine worker's GPU preprocessing.
 pub struct GpuPrep {
     gpu: GpuLetterbox,
+    stream: Stream,
     dst_w: u32,
     dst_h: u32,
-    uploads: Vec<DeviceBuffer<u8>>,
+    /// Host staging: every frame's planes back to back, then the jobs.
+    staging: Option<PinnedBuffer>,
+    /// The same bytes on the device.
+    frames: Option<DeviceBuffer<u8>>,
+    jobs: Option<DeviceBuffer<BatchJob>>,
     batch: Option<DeviceBuffer<f32>>,
+}
+
+/// `buf` when it holds at least `len`, else a new one from `alloc` with a quarter more
+/// room, so a stream of slowly growing batches does not allocate every time.
+fn grown<B>(
+    buf: &mut Option<B>,
+    len: usize,
+    size: impl Fn(&B) -> usize,
+    alloc: impl FnOnce(usize) -> Result<B, DriverError>,
+) -> Result<(), DriverError> {
+    if buf.as_ref().is_none_or(|b| size(b) < len) {
+        *buf = None;
+        *buf = Some(alloc(len + len / 4)?);
+    }
+    Ok(())
 }
 
 impl GpuPrep {
@@ -45,71 +68,109 @@ impl GpuPrep {
         let ptx =
             ptx_cached(kernel_cache, &SOURCES[0], &arch, &mut None).map_err(|e| e.to_string())?;
         let gpu = GpuLetterbox::new(device_id, &ptx).map_err(|e| e.to_string())?;
+        let stream = gpu.context().stream().map_err(|e| e.to_string())?;
         Ok(Self {
             gpu,
+            stream,
             dst_w,
             dst_h,
-            uploads: Vec::new(),
+            staging: None,
+            frames: None,
+            jobs: None,
             batch: None,
         })
     }
 
     /// Letterboxes `frames[k]` into slot `k` of the device batch tensor and returns its
     /// address (valid until the next call) and each frame's letterbox (for mapping
-    /// boxes back).
+    /// boxes back). Returns once the tensor is complete.
     pub fn prepare(&mut self, frames: &[&Frame]) -> Result<(u64, Vec<Letterbox>), DriverError> {
         let ctx = self.gpu.context();
         ctx.bind()?;
+        let n = frames.len();
+        let plane_bytes: usize = frames
+            .iter()
+            .map(|f| f.planes.iter().map(Vec::len).sum::<usize>())
+            .sum();
+        let job_bytes = n * std::mem::size_of::<BatchJob>();
         let slot = 3 * (self.dst_w * self.dst_h) as usize;
-        if self
-            .batch
-            .as_ref()
-            .is_none_or(|b| b.len() < slot * frames.len())
-        {
-            self.batch = Some(ctx.alloc::<f32>(slot * frames.len())?);
-        }
-        let mut planes = Vec::with_capacity(frames.len());
+        grown(
+            &mut self.staging,
+            plane_bytes + job_bytes,
+            PinnedBuffer::len,
+            |l| ctx.pinned(l),
+        )?;
+        grown(&mut self.frames, plane_bytes, DeviceBuffer::len, |l| {
+            ctx.alloc(l)
+        })?;
+        grown(&mut self.jobs, n, DeviceBuffer::len, |l| ctx.alloc(l))?;
+        grown(&mut self.batch, slot * n, DeviceBuffer::len, |l| {
+            ctx.alloc(l)
+        })?;
+        let (Some(staging), Some(dev), Some(jobs_dev), Some(batch)) =
+            (&mut self.staging, &self.frames, &self.jobs, &self.batch)
+        else {
+            unreachable!("grown above");
+        };
+        let host = staging.as_mut_slice();
+        let base = dev.device_ptr();
+        let mut at = 0usize;
+        let mut jobs = Vec::with_capacity(n);
         for (k, frame) in frames.iter().enumerate() {
-            let [y, u, v] = &frame.planes;
-            let bytes = y.len() + u.len() + v.len();
-            if self.uploads.len() <= k {
-                self.uploads.push(ctx.alloc::<u8>(bytes)?);
-            } else if self.uploads[k].len() < bytes {
-                self.uploads[k] = ctx.alloc::<u8>(bytes)?;
+            let mut addr = [0u64; 3];
+            for (i, plane) in frame.planes.iter().enumerate() {
+                host[at..at + plane.len()].copy_from_slice(plane);
+                addr[i] = base + at as u64;
+                at += plane.len();
             }
-            let base = self.uploads[k].device_ptr();
-            let (u_at, v_at) = (base + y.len() as u64, base + (y.len() + u.len()) as u64);
-            // SAFETY: the buffer holds the three planes back to back (sized above).
-            unsafe {
-                ctx.copy_to_device(base, y)?;
-                ctx.copy_to_device(u_at, u)?;
-                ctx.copy_to_device(v_at, v)?;
-            }
-            planes.push(DevicePlanes {
-                y: base,
-                u: u_at,
-                v: v_at,
+            let planes = DevicePlanes {
+                y: addr[0],
+                u: addr[1],
+                v: addr[2],
                 y_stride: frame.width,
                 uv_stride: frame.width / 2,
                 layout: Layout::I420,
                 width: frame.width,
                 height: frame.height,
                 matrix: frame.matrix,
-            });
+            };
+            jobs.push(planes.job(self.dst_w, self.dst_h, k));
         }
-        let out = self.batch.as_ref().map_or(0, DeviceBuffer::device_ptr);
-        letterbox_batch(
-            &self.gpu,
-            &planes,
-            self.dst_w,
-            self.dst_h,
-            Precision::F32,
-            out,
-        )?;
+        // SAFETY: BatchJob is repr(C) plain data without padding (3 × u64, 12 × i32).
+        let job_view = unsafe { std::slice::from_raw_parts(jobs.as_ptr().cast::<u8>(), job_bytes) };
+        host[at..at + job_bytes].copy_from_slice(job_view);
+        // SAFETY: the device buffers were sized above for these bytes; the staging is
+        // not touched again until the stream is synchronised below.
+        unsafe {
+            ctx.copy_async(base, staging, 0, plane_bytes, &self.stream)?;
+            ctx.copy_async(jobs_dev.device_ptr(), staging, at, job_bytes, &self.stream)?;
+            launch_batch(
+                &self.gpu,
+                Some(&self.stream),
+                jobs_dev.device_ptr(),
+                n,
+                (self.dst_w, self.dst_h),
+                Precision::F32,
+                batch.device_ptr(),
+            )?;
+        }
+        self.stream.synchronize()?;
         let boxes = frames
             .iter()
             .map(|f| Letterbox::fit(f.width, f.height, self.dst_w, self.dst_h))
             .collect();
-        Ok((out, boxes))
+        Ok((batch.device_ptr(), boxes))
+    }
+
+    /// The first `n` slots of the batch tensor, brought back (for checks).
+    pub fn download(&self, n: usize) -> Result<Vec<f32>, DriverError> {
+        self.gpu.context().bind()?;
+        let slot = 3 * (self.dst_w * self.dst_h) as usize;
+        let mut all = self
+            .batch
+            .as_ref()
+            .map_or(Ok(Vec::new()), DeviceBuffer::download)?;
+        all.truncate(n * slot);
+        Ok(all)
     }
 }
