@@ -101,7 +101,7 @@ fn mkv_and_mpegts_remuxes_decode_like_the_mp4() {
         assert_eq!(frames.len(), 250, "{name}");
         assert_eq!((frames[0].width, frames[0].height), (1280, 720));
         // Same pictures: the luma planes of a frame in the middle match exactly.
-        assert_eq!(frames[100].planes[0], mp4[100].planes[0], "{name}");
+        assert_eq!(frames[100].planes()[0], mp4[100].planes()[0], "{name}");
     }
 }
 

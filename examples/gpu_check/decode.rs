@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 
 use kvs_infer::decode::Frame;
 use kvs_infer::gpu::batch::{letterbox_batch, DevicePlanes};
+use kvs_infer::gpu::devframe::FramePool;
 use kvs_infer::gpu::driver::Context;
 use kvs_infer::gpu::letterbox::{
     max_abs_diff, reference, GpuLetterbox, Layout, Precision, SlotData,
 };
 use kvs_infer::gpu::nvdec::NvDecoder;
+use kvs_infer::gpu::prep::GpuPrep;
 use kvs_infer::ingest::demux::mp4::Mp4Demuxer;
 use kvs_infer::ingest::demux::{Demuxer, Sample};
 use kvs_infer::ingest::StreamInfo;
@@ -41,10 +43,15 @@ struct Quality {
     exact: usize,
     frame0_diff: u8,
     kernel_error: f32,
+    /// The server's path: kept in device memory (`Mapped::keep`), letterboxed by the
+    /// engine worker's preprocessing, and its lazily made host planes.
+    kept_error: f32,
+    kept_planes_equal: bool,
 }
 
 fn quality(
     gpu: &GpuLetterbox,
+    kernels: &Path,
     info: &StreamInfo,
     samples: &[Sample],
     clip: &Path,
@@ -62,7 +69,11 @@ fn quality(
         exact: 0,
         frame0_diff: 0,
         kernel_error: 0.0,
+        kept_error: 0.0,
+        kept_planes_equal: true,
     };
+    let pool = FramePool::new(ctx.clone(), 4).map_err(|e| e.to_string())?;
+    let mut prep = GpuPrep::new(0, 640, 640, kernels)?;
     let (dst_w, dst_h) = (640u32, 640u32);
     let out = ctx
         .alloc::<f32>(3 * (dst_w * dst_h) as usize)
@@ -70,7 +81,7 @@ fn quality(
     let mut step = |dec: &mut NvDecoder| -> Result<(), String> {
         while let Some(m) = dec.next_picture().map_err(|e| e.to_string())? {
             let frame: Frame = m.download(Instant::now(), 0).map_err(|e| e.to_string())?;
-            let [y, u, v] = &frame.planes;
+            let [y, u, v] = frame.planes();
             if refs.get(q.frames) == Some(&frame_hash([y, u, v])) {
                 q.exact += 1;
             }
@@ -109,9 +120,17 @@ fn quality(
                 )
                 .map_err(|e| e.to_string())?;
                 let got = out.download().map_err(|e| e.to_string())?;
-                if let SlotData::F32(want) = reference(&frame, dst_w, dst_h, Precision::F32) {
-                    q.kernel_error = q.kernel_error.max(max_abs_diff(&got, &want));
-                }
+                let SlotData::F32(want) = reference(&frame, dst_w, dst_h, Precision::F32) else {
+                    unreachable!("asked for f32");
+                };
+                q.kernel_error = q.kernel_error.max(max_abs_diff(&got, &want));
+                let kept = m
+                    .keep(&pool, Instant::now(), 0)
+                    .map_err(|e| e.to_string())?;
+                prep.prepare(&[&kept]).map_err(|e| e.to_string())?;
+                let got = prep.download(1).map_err(|e| e.to_string())?;
+                q.kept_error = q.kept_error.max(max_abs_diff(&got, &want));
+                q.kept_planes_equal &= kept.planes() == frame.planes();
             }
             q.frames += 1;
         }
@@ -171,7 +190,7 @@ pub fn clips(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Prints the NVDEC table; false when a check failed.
-pub fn section(gpu: &GpuLetterbox, dir: &Path) -> bool {
+pub fn section(gpu: &GpuLetterbox, dir: &Path, kernels: &Path) -> bool {
     println!("\n## NVDEC\n");
     if let Err(e) = kvs_infer::gpu::nvdec::api() {
         println!("skipped: {e}");
@@ -185,9 +204,9 @@ pub fn section(gpu: &GpuLetterbox, dir: &Path) -> bool {
         );
         return true;
     }
-    println!("Bit-exact: pictures whose hash equals libavcodec's. Kernel: pitched NV12 surface → 640×640 fp32, max error vs the CPU reference (first 5 pictures). Throughput: decode only, pictures/s.\n");
-    println!("| clip | codec | size | pictures | bit-exact | frame 0 max diff | kernel max error | 1 session fps | {SESSIONS} sessions fps | 30 fps streams | result |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("Bit-exact: pictures whose hash equals libavcodec's. Mapped → kernel: the pitched NV12 surface → 640×640 fp32, max error vs the CPU reference. Kept → prep: the server's path (copied into the camera's device pool, letterboxed by the engine worker's preprocessing), max error, and whether its host planes (made on demand) equal the download. First 5 pictures. Throughput: decode only, pictures/s.\n");
+    println!("| clip | codec | size | pictures | bit-exact | frame 0 max diff | mapped → kernel | kept → prep | kept host planes | 1 session fps | {SESSIONS} sessions fps | 30 fps streams | result |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut ok = true;
     for clip in clips {
         let name = clip
@@ -197,7 +216,7 @@ pub fn section(gpu: &GpuLetterbox, dir: &Path) -> bool {
             .into_owned();
         let row = (|| -> Result<String, String> {
             let (info, samples) = demux(&clip)?;
-            let q = quality(gpu, &info, &samples, &clip)?;
+            let q = quality(gpu, kernels, &info, &samples, &clip)?;
             let one = throughput(&info, &samples, 3.0)?;
             let threads: Vec<_> = (0..SESSIONS)
                 .map(|_| {
@@ -211,10 +230,13 @@ pub fn section(gpu: &GpuLetterbox, dir: &Path) -> bool {
                     .join()
                     .map_err(|_| "a decoding thread panicked".to_string())??;
             }
-            let pass = q.exact == q.frames && q.kernel_error <= 1e-4;
+            let pass = q.exact == q.frames
+                && q.kernel_error <= 1e-4
+                && q.kept_error <= 1e-4
+                && q.kept_planes_equal;
             ok &= pass;
             Ok(format!(
-                "| {name} | {:?} | {}x{} | {} | {} | {} | {:.1e} | {one:.0} | {total:.0} | {:.0} | {} |",
+                "| {name} | {:?} | {}x{} | {} | {} | {} | {:.1e} | {:.1e} | {} | {one:.0} | {total:.0} | {:.0} | {} |",
                 info.codec,
                 info.width,
                 info.height,
@@ -222,6 +244,8 @@ pub fn section(gpu: &GpuLetterbox, dir: &Path) -> bool {
                 q.exact,
                 q.frame0_diff,
                 q.kernel_error,
+                q.kept_error,
+                if q.kept_planes_equal { "equal" } else { "DIFFER" },
                 total / 30.0,
                 if pass { "pass" } else { "FAIL" }
             ))
@@ -230,7 +254,7 @@ pub fn section(gpu: &GpuLetterbox, dir: &Path) -> bool {
             Ok(r) => println!("{r}"),
             Err(e) => {
                 ok = false;
-                println!("| {name} | | | | | | | | | | FAIL: {e} |");
+                println!("| {name} | | | | | | | | | | | | FAIL: {e} |");
             }
         }
     }

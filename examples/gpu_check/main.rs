@@ -216,7 +216,7 @@ fn main() {
     let gpu = GpuLetterbox::new(0, &ptx).unwrap_or_else(|e| fail("kernels load", e));
     let mut ok = kernels(&gpu);
     ok &= preprocessing(&dir.join("kernels"));
-    ok &= decode::section(&gpu, &dir.join("clips"));
+    ok &= decode::section(&gpu, &dir.join("clips"), &dir.join("kernels"));
     ok &= engine::section(
         &dir.join("yolov8n-coco.onnx"),
         &dir.join("engines"),

@@ -39,6 +39,8 @@ pub enum DecodePlan {
         extra_surfaces: u32,
         /// Fall back to the CPU when NVDEC fails (`auto`), instead of failing.
         fallback: bool,
+        /// Keep kept pictures in device memory (the models run on the GPU).
+        device_frames: bool,
     },
 }
 
@@ -50,6 +52,7 @@ impl DecodePlan {
             device_id: device_id as i32,
             extra_surfaces: config.extra_surfaces,
             fallback,
+            device_frames: false,
         };
         if config.backend == DecodeBackend::Cpu {
             return Ok(DecodePlan::Cpu);
@@ -69,6 +72,25 @@ impl DecodePlan {
         }
     }
 
+    /// The same plan, with NVDEC's kept pictures left in device memory when `on`
+    /// (every model runs on the GPU, whose preprocessing reads them there).
+    pub fn with_device_frames(self, on: bool) -> Self {
+        match self {
+            DecodePlan::Nvdec {
+                device_id,
+                extra_surfaces,
+                fallback,
+                ..
+            } => DecodePlan::Nvdec {
+                device_id,
+                extra_surfaces,
+                fallback,
+                device_frames: on,
+            },
+            cpu => cpu,
+        }
+    }
+
     /// A decoder for one stream, keeping what `selector` selects.
     pub fn open(
         &self,
@@ -85,17 +107,25 @@ impl DecodePlan {
                 device_id,
                 extra_surfaces,
                 fallback,
-            } => match NvdecFrames::new(info, selector.clone(), device_id, extra_surfaces) {
-                Ok(d) => Ok(Box::new(d.with_fallback(fallback))),
-                Err(e) if fallback => {
-                    turn_nvdec_off(&e.to_string());
-                    cpu(selector)
+                device_frames,
+            } => {
+                match NvdecFrames::new(info, selector.clone(), device_id, extra_surfaces).and_then(
+                    |d| match device_frames {
+                        true => d.on_device(device_id, extra_surfaces as usize + 2),
+                        false => Ok(d),
+                    },
+                ) {
+                    Ok(d) => Ok(Box::new(d.with_fallback(fallback))),
+                    Err(e) if fallback => {
+                        turn_nvdec_off(&e.to_string());
+                        cpu(selector)
+                    }
+                    Err(e) => Err(DecodeError::Open {
+                        codec: "NVDEC",
+                        message: e.to_string(),
+                    }),
                 }
-                Err(e) => Err(DecodeError::Open {
-                    codec: "NVDEC",
-                    message: e.to_string(),
-                }),
-            },
+            }
         }
     }
 }

@@ -135,19 +135,19 @@ impl FfmpegDecoder {
             }
             out
         };
-        Ok(Frame {
-            width: w as u32,
-            height: h as u32,
+        Ok(Frame::from_planes(
+            w as u32,
+            h as u32,
             pts_90k,
             received_at,
             wall_ms,
             matrix,
-            planes: [
+            [
                 plane(0, w, h),
                 plane(1, w / 2, h / 2),
                 plane(2, w / 2, h / 2),
             ],
-        })
+        ))
     }
 }
 

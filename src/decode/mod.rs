@@ -10,11 +10,13 @@ pub mod ffmpeg;
 pub mod nvdec;
 mod select;
 
-use std::sync::Once;
+use std::sync::{Arc, Once, OnceLock};
 use std::time::Instant;
 
 pub use choice::{nvdec_missing, turn_nvdec_off, DecodePlan};
 pub use select::FrameSelector;
+
+use crate::gpu::devframe::DeviceNv12;
 
 use crate::ingest::AccessUnit;
 
@@ -30,7 +32,9 @@ pub enum ColorMatrix {
     Bt601Full,
 }
 
-/// A decoded picture in planar YUV 4:2:0 (I420) on the host.
+/// A decoded picture: planar YUV 4:2:0 (I420) on the host, or NV12 in device memory
+/// when NVDEC decoded it for a GPU engine (then copied to the host only if a CPU
+/// consumer asks, see [`Frame::planes`]).
 #[derive(Debug, Clone)]
 pub struct Frame {
     /// Width in pixels (even).
@@ -45,11 +49,74 @@ pub struct Frame {
     pub wall_ms: i64,
     /// YUV → RGB conversion.
     pub matrix: ColorMatrix,
-    /// Y (width × height), U and V (width/2 × height/2) planes, tightly packed.
-    pub planes: [Vec<u8>; 3],
+    /// Y (width × height), U and V (width/2 × height/2) planes, tightly packed, on the
+    /// host: set by CPU decoders; for a frame kept on the GPU, filled from device memory
+    /// the first time [`Frame::planes`] is asked.
+    pub host: OnceLock<[Vec<u8>; 3]>,
+    /// The picture in device memory, when the decoder kept it there.
+    pub device: Option<Arc<DeviceNv12>>,
 }
 
 impl Frame {
+    /// A frame on the host from its Y, U and V planes.
+    pub fn from_planes(
+        width: u32,
+        height: u32,
+        pts_90k: i64,
+        received_at: Instant,
+        wall_ms: i64,
+        matrix: ColorMatrix,
+        planes: [Vec<u8>; 3],
+    ) -> Frame {
+        Frame {
+            width,
+            height,
+            pts_90k,
+            received_at,
+            wall_ms,
+            matrix,
+            host: OnceLock::from(planes),
+            device: None,
+        }
+    }
+
+    /// This frame with its picture on the host alone: itself when it is there already,
+    /// else a host copy. Whatever keeps frames for long (a publisher's queue of events
+    /// waiting for snapshots) takes this, so it never pins the GPU's memory.
+    pub fn on_host(self: &Arc<Self>) -> Arc<Frame> {
+        if self.device.is_none() {
+            return self.clone();
+        }
+        Arc::new(Frame::from_planes(
+            self.width,
+            self.height,
+            self.pts_90k,
+            self.received_at,
+            self.wall_ms,
+            self.matrix,
+            self.planes().clone(),
+        ))
+    }
+
+    /// The Y, U and V planes on the host, copied from device memory on first use for a
+    /// frame kept on the GPU. Should that copy fail (the GPU is broken), the error is
+    /// logged and the picture reads as mid-grey, so a consumer sees nothing in it
+    /// rather than crashing.
+    pub fn planes(&self) -> &[Vec<u8>; 3] {
+        self.host.get_or_init(|| {
+            let (w, h) = (self.width as usize, self.height as usize);
+            let grey = || [vec![128; w * h], vec![128; w * h / 4], vec![128; w * h / 4]];
+            match self.device.as_ref().map(|d| d.download()) {
+                Some(Ok(planes)) => planes,
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "A frame in device memory could not be copied to the host; it reads as grey.");
+                    grey()
+                }
+                None => grey(),
+            }
+        })
+    }
+
     /// Presentation time in milliseconds.
     pub fn pts_ms(&self) -> i64 {
         self.pts_90k / 90
@@ -82,30 +149,30 @@ impl Frame {
                 v.push((240 - r * 224 / ch.max(1) - noise() % 5) as u8);
             }
         }
-        Frame {
-            width: w as u32,
-            height: h as u32,
-            pts_90k: 0,
-            received_at: Instant::now(),
-            wall_ms: 0,
+        Frame::from_planes(
+            w as u32,
+            h as u32,
+            0,
+            Instant::now(),
+            0,
             matrix,
-            planes: [luma, u, v],
-        }
+            [luma, u, v],
+        )
     }
 
     /// A frame of one colour (BT.601), for tests.
     #[cfg(test)]
     pub(crate) fn flat(width: u32, height: u32, y: u8, u: u8, v: u8) -> Frame {
         let n = (width * height) as usize;
-        Frame {
+        Frame::from_planes(
             width,
             height,
-            pts_90k: 0,
-            received_at: Instant::now(),
-            wall_ms: 0,
-            matrix: ColorMatrix::Bt601,
-            planes: [vec![y; n], vec![u; n / 4], vec![v; n / 4]],
-        }
+            0,
+            Instant::now(),
+            0,
+            ColorMatrix::Bt601,
+            [vec![y; n], vec![u; n / 4], vec![v; n / 4]],
+        )
     }
 }
 
@@ -149,4 +216,26 @@ pub fn init_ffmpeg() {
         }
         ::ffmpeg_next::util::log::set_level(::ffmpeg_next::util::log::Level::Fatal);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_frame_is_its_own_host_copy_and_its_planes_are_as_made() {
+        let frame = Arc::new(Frame::flat(4, 2, 1, 2, 3));
+        assert!(Arc::ptr_eq(&frame, &frame.on_host()));
+        assert_eq!(frame.planes(), &[vec![1; 8], vec![2; 2], vec![3; 2]]);
+    }
+
+    #[test]
+    fn a_frame_whose_picture_cannot_be_had_reads_as_grey_of_its_size() {
+        let frame = Frame {
+            host: OnceLock::new(),
+            device: None,
+            ..Frame::flat(4, 2, 1, 2, 3)
+        };
+        assert_eq!(frame.planes(), &[vec![128; 8], vec![128; 2], vec![128; 2]]);
+    }
 }

@@ -1,12 +1,14 @@
-//! GPU decoding for the host-frame pipeline: NVDEC ([`crate::gpu::nvdec`]) decodes, and
-//! the frames a camera keeps are copied out as I420 [`Frame`]s, so the CPU's decode
-//! work (the largest per-stream cost, `bench/README.md`) moves to the video engines
-//! whatever engine runs the model. Skipped frames never leave the GPU.
+//! GPU decoding: NVDEC ([`crate::gpu::nvdec`]) decodes, so the CPU's decode work (the
+//! largest per-stream cost, `bench/README.md`) moves to the video engines. The frames
+//! a camera keeps stay in device memory when its models run on the GPU (the
+//! preprocessing kernel reads them there: no host copy), and are copied out as I420
+//! otherwise. Skipped frames never leave the GPU.
 
 use std::sync::Arc;
 
 use super::arrivals::Arrivals;
 use super::{DecodeError, Decoder, Frame, FrameSelector};
+use crate::gpu::devframe::FramePool;
 use crate::gpu::driver::Context;
 use crate::gpu::nvdec::{NvDecoder, NvdecError};
 use crate::ingest::{AccessUnit, StreamInfo};
@@ -18,6 +20,8 @@ pub struct NvdecFrames {
     arrivals: Arrivals,
     /// On a failure, turn NVDEC off for the process (`decode.backend = "auto"`).
     fallback: bool,
+    /// Where kept pictures stay on the GPU (for a GPU engine); `None` copies them out.
+    pool: Option<FramePool>,
 }
 
 impl NvdecFrames {
@@ -36,7 +40,16 @@ impl NvdecFrames {
             selector,
             arrivals: Arrivals::default(),
             fallback: false,
+            pool: None,
         })
+    }
+
+    /// Keeps kept pictures in device memory (a pool of at most `idle` spare buffers)
+    /// instead of copying them to the host: for cameras whose models run on the GPU.
+    pub fn on_device(mut self, device_id: i32, idle: usize) -> Result<Self, NvdecError> {
+        let ctx = Arc::new(Context::new(device_id)?);
+        self.pool = Some(FramePool::new(ctx, idle)?);
+        Ok(self)
     }
 
     /// Makes a failure turn NVDEC off for the process, so reconnects decode on the CPU.
@@ -58,7 +71,10 @@ impl NvdecFrames {
             if !self.selector.keep(pts_90k) {
                 continue;
             }
-            let frame = mapped.download(received_at, wall_ms);
+            let frame = match &self.pool {
+                Some(pool) => mapped.keep(pool, received_at, wall_ms),
+                None => mapped.download(received_at, wall_ms),
+            };
             drop(mapped);
             out.push(frame.map_err(|e| failed(fallback, pts_90k, e))?);
         }

@@ -224,7 +224,7 @@ pub struct Uploaded {
 /// Uploads `frame` in `layout` (NV12 interleaves its chroma first).
 pub fn upload(gpu: &GpuLetterbox, frame: &Frame, layout: Layout) -> Result<Uploaded, DriverError> {
     let ctx = gpu.context();
-    let [y, u, v] = &frame.planes;
+    let [y, u, v] = frame.planes();
     let y = ctx.upload(y)?;
     let (buffers, planes) = match layout {
         Layout::I420 => {

@@ -71,6 +71,7 @@ struct Api {
     stream_destroy: unsafe extern "C" fn(CuStream) -> CuResult,
     stream_synchronize: unsafe extern "C" fn(CuStream) -> CuResult,
     htod_async: unsafe extern "C" fn(CuDevicePtr, *const c_void, usize, CuStream) -> CuResult,
+    dtod_async: unsafe extern "C" fn(CuDevicePtr, CuDevicePtr, usize, CuStream) -> CuResult,
     host_alloc: unsafe extern "C" fn(*mut *mut c_void, usize, c_uint) -> CuResult,
     free_host: unsafe extern "C" fn(*mut c_void) -> CuResult,
 }
@@ -135,6 +136,7 @@ impl Api {
             stream_destroy: sym!("cuStreamDestroy_v2"),
             stream_synchronize: sym!("cuStreamSynchronize"),
             htod_async: sym!("cuMemcpyHtoDAsync_v2"),
+            dtod_async: sym!("cuMemcpyDtoDAsync_v2"),
             host_alloc: sym!("cuMemHostAlloc"),
             free_host: sym!("cuMemFreeHost"),
             _lib: lib,
@@ -299,6 +301,24 @@ impl Context {
         // SAFETY: in bounds of `src` (checked); the rest per this function's contract.
         self.api.check("cuMemcpyHtoDAsync", unsafe {
             (self.api.htod_async)(dst, src.ptr.add(offset).cast(), len, stream.raw)
+        })
+    }
+
+    /// Queues a copy of `len` bytes from device `src` to device `dst` on `stream`.
+    ///
+    /// # Safety
+    /// Both ranges must be device memory of this context, valid until the stream has
+    /// run the copy.
+    pub unsafe fn copy_device_async(
+        &self,
+        dst: u64,
+        src: u64,
+        len: usize,
+        stream: &Stream,
+    ) -> Result<(), DriverError> {
+        // SAFETY: per this function's contract.
+        self.api.check("cuMemcpyDtoDAsync", unsafe {
+            (self.api.dtod_async)(dst, src, len, stream.raw)
         })
     }
 

@@ -140,7 +140,7 @@ impl GpuLetterbox {
     }
 
     fn upload(&self, frame: &Frame, layout: Layout) -> Result<DeviceFrame, DriverError> {
-        let [y, u, v] = &frame.planes;
+        let [y, u, v] = frame.planes();
         Ok(match layout {
             Layout::I420 => DeviceFrame {
                 y: self.ctx.upload(y)?,

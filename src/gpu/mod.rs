@@ -9,6 +9,7 @@
 //! [`crate::preprocess::cpu`] is the kernels' reference.
 
 pub mod batch;
+pub mod devframe;
 pub mod driver;
 pub mod kernels;
 pub mod letterbox;

@@ -1,6 +1,7 @@
-//! GPU preprocessing for an engine whose inputs live in device memory: a batch of
-//! decoded host frames goes up as YUV (half the bytes of the RGB tensor it becomes),
-//! and one launch of our batch kernel letterboxes, converts and normalises them into a
+//! GPU preprocessing for an engine whose inputs live in device memory. A batch of
+//! decoded frames (NVDEC's, already in device memory, are read where they are; host
+//! frames are copied up as YUV, half the bytes of the RGB tensor they become) is
+//! letterboxed, converted and normalised by one launch of our batch kernel into a
 //! device tensor the engine reads where it lies. The CPU's letterbox, the largest
 //! per-frame cost after decoding, leaves the host.
 //!
@@ -88,9 +89,12 @@ impl GpuPrep {
         let ctx = self.gpu.context();
         ctx.bind()?;
         let n = frames.len();
+        // Frames already in device memory (NVDEC's) are read where they are; the others
+        // are staged and copied up.
         let plane_bytes: usize = frames
             .iter()
-            .map(|f| f.planes.iter().map(Vec::len).sum::<usize>())
+            .filter(|f| f.device.is_none())
+            .map(|f| f.planes().iter().map(Vec::len).sum::<usize>())
             .sum();
         let job_bytes = n * std::mem::size_of::<BatchJob>();
         let slot = 3 * (self.dst_w * self.dst_h) as usize;
@@ -117,8 +121,12 @@ impl GpuPrep {
         let mut at = 0usize;
         let mut jobs = Vec::with_capacity(n);
         for (k, frame) in frames.iter().enumerate() {
+            if let Some(image) = &frame.device {
+                jobs.push(image.planes().job(self.dst_w, self.dst_h, k));
+                continue;
+            }
             let mut addr = [0u64; 3];
-            for (i, plane) in frame.planes.iter().enumerate() {
+            for (i, plane) in frame.planes().iter().enumerate() {
                 host[at..at + plane.len()].copy_from_slice(plane);
                 addr[i] = base + at as u64;
                 at += plane.len();
@@ -142,7 +150,9 @@ impl GpuPrep {
         // SAFETY: the device buffers were sized above for these bytes; the staging is
         // not touched again until the stream is synchronised below.
         unsafe {
-            ctx.copy_async(base, staging, 0, plane_bytes, &self.stream)?;
+            if plane_bytes > 0 {
+                ctx.copy_async(base, staging, 0, plane_bytes, &self.stream)?;
+            }
             ctx.copy_async(jobs_dev.device_ptr(), staging, at, job_bytes, &self.stream)?;
             launch_batch(
                 &self.gpu,

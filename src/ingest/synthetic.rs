@@ -63,15 +63,15 @@ impl SyntheticFrames {
             y[row * w..row * w + w / 2].fill(16);
         }
         let interval_90k = (self.interval.as_secs_f64() * 90_000.0).round() as i64;
-        Frame {
-            width: self.width,
-            height: self.height,
-            pts_90k: index as i64 * interval_90k,
-            received_at: Instant::now(),
-            wall_ms: now_epoch_ms(),
-            matrix: ColorMatrix::Bt601,
-            planes: [y, vec![128; w * h / 4], vec![160; w * h / 4]],
-        }
+        Frame::from_planes(
+            self.width,
+            self.height,
+            index as i64 * interval_90k,
+            Instant::now(),
+            now_epoch_ms(),
+            ColorMatrix::Bt601,
+            [y, vec![128; w * h / 4], vec![160; w * h / 4]],
+        )
     }
 }
 
@@ -85,9 +85,9 @@ mod tests {
         let a = s.render(0);
         let b = s.render(5);
         assert_eq!((a.width, a.height), (320, 240));
-        assert_eq!(a.planes[0].len(), 320 * 240);
-        assert_eq!(a.planes[1].len(), 160 * 120);
-        assert_ne!(a.planes[0], b.planes[0]);
+        assert_eq!(a.planes()[0].len(), 320 * 240);
+        assert_eq!(a.planes()[1].len(), 160 * 120);
+        assert_ne!(a.planes()[0], b.planes()[0]);
         assert_eq!(b.pts_90k, 5 * 9000);
     }
 }

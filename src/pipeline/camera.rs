@@ -569,10 +569,13 @@ impl Results {
             batch_size = result.batch_size,
             "Event."
         );
+        // Queued events keep their frame until the snapshot is made: on the host, so a
+        // slow sink never holds device memory.
+        let frame = (!self.publishers.is_empty()).then(|| result.frame.on_host());
         for publisher in &self.publishers {
             let item = Published {
                 event: event.clone(),
-                frame: Some(result.frame.clone()),
+                frame: frame.clone(),
             };
             if let Err(e) = publisher.publish(item) {
                 tracing::warn!(sink = publisher.name(), error = %e, "Event not queued.");

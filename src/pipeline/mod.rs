@@ -226,6 +226,9 @@ pub async fn run(
         })?;
     let models =
         models::start(&config, metrics, camera_metrics.clone()).map_err(StartError::from)?;
+    // Recognisers (OCR crops) and snapshots read host planes, which a frame kept on the
+    // GPU makes on first need; detectors on the GPU read the device copy directly.
+    let decode = decode.with_device_frames(models.on_gpu);
 
     // Detectors are checked against their models before anything is written or started.
     let mut camera_detectors = Vec::new();

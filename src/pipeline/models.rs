@@ -73,6 +73,9 @@ pub struct Models {
     pub index: BTreeMap<ModelKey, usize>,
     /// Joined at shutdown.
     pub tasks: Vec<QueueTask>,
+    /// Whether the models run on a GPU (whose preprocessing reads frames in device
+    /// memory).
+    pub on_gpu: bool,
 }
 
 /// Why the models could not be started.
@@ -124,6 +127,7 @@ pub fn start(
         queues: Vec::new(),
         index: BTreeMap::new(),
         tasks: Vec::new(),
+        on_gpu: placement.choice != Choice::Cpu,
     };
     for (i, ((path, kind), task)) in tasks.into_iter().enumerate() {
         let engines = (0..instances)

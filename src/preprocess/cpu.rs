@@ -83,7 +83,7 @@ pub fn letterbox_into(frame: &Frame, dst_w: u32, dst_h: u32, slot: &mut [f32]) -
     // Chroma sits at half resolution: sample it on its own grid.
     let chroma_x = taps(lb.resized_w, cw as u32);
     let chroma_y = taps(lb.resized_h, ch as u32);
-    let [yp, up, vp] = &frame.planes;
+    let [yp, up, vp] = frame.planes();
     let (r_plane, rest) = slot.split_at_mut(area);
     let (g_plane, b_plane) = rest.split_at_mut(area);
 
@@ -125,7 +125,7 @@ pub fn ocr_crop_into(
     let (cw, ch) = (x2 - x1, y2 - y1);
     let out_w = ((dst_h as f32 * cw / ch).ceil() as u32).clamp(1, dst_w);
     let (w, cw_plane) = (frame.width as usize, frame.width as usize / 2);
-    let [yp, up, vp] = &frame.planes;
+    let [yp, up, vp] = frame.planes();
     let (plane_b, rest) = slot.split_at_mut(area);
     let (plane_g, plane_r) = rest.split_at_mut(area);
     let sx = cw / out_w as f32;
@@ -160,7 +160,7 @@ pub fn ocr_crop_into(
 pub fn to_rgb8(frame: &Frame) -> Vec<u8> {
     let (w, h) = (frame.width as usize, frame.height as usize);
     let cw = w / 2;
-    let [yp, up, vp] = &frame.planes;
+    let [yp, up, vp] = frame.planes();
     let mut out = vec![0u8; w * h * 3];
     for y in 0..h {
         for x in 0..w {
@@ -213,7 +213,10 @@ mod tests {
     fn bilinear_downscale_averages_a_two_pixel_pattern() {
         // Alternating columns of Y=16 and Y=235 halved in width average to the middle.
         let mut frame = Frame::flat(8, 8, 0, 128, 128);
-        for (i, px) in frame.planes[0].iter_mut().enumerate() {
+        for (i, px) in frame.host.get_mut().expect("a host frame")[0]
+            .iter_mut()
+            .enumerate()
+        {
             *px = if i % 2 == 0 { 16 } else { 235 };
         }
         let mut slot = vec![0.0; 3 * 4 * 4];

@@ -5,7 +5,8 @@
 //! as Annex B, which the parser reads); pictures come out in display order as
 //! [`Mapped`] NV12 surfaces in device memory, which a caller hands straight to the
 //! preprocessing kernel (no host copy) or, for the CPU path and checks, copies out
-//! ([`Mapped::download`]). Each decoder sizes its own surface pool: the codec's
+//! ([`Mapped::download`]), or kept in device memory beyond the mapping
+//! ([`Mapped::keep`]). Each decoder sizes its own surface pool: the codec's
 //! minimum for the stream plus `extra_surfaces`. A host without the library or a GPU
 //! gets [`NvdecError::Unavailable`], and callers decode on the CPU instead.
 
@@ -17,6 +18,7 @@ use std::sync::Arc;
 
 use ffi::*;
 
+use super::devframe::FramePool;
 use super::driver::{Context, DriverError};
 use crate::decode::annexb::AnnexB;
 use crate::decode::{ColorMatrix, Frame};
@@ -261,8 +263,33 @@ impl Mapped<'_> {
         let ctx = &self.decoder.ctx;
         ctx.copy_plane_to_host(self.y_ptr(), self.pitch, w, h, &mut y)?;
         ctx.copy_plane_to_host(self.uv_ptr(), self.pitch, w, h / 2, &mut uv)?;
-        let u = uv.iter().step_by(2).copied().collect();
-        let v = uv.iter().skip(1).step_by(2).copied().collect();
+        Ok(Frame::from_planes(
+            self.width,
+            self.height,
+            self.pts_90k,
+            received_at,
+            wall_ms,
+            self.matrix,
+            crate::gpu::devframe::split_uv(y, &uv),
+        ))
+    }
+}
+
+impl Mapped<'_> {
+    /// Keeps the picture on the GPU: copied device-to-device into a buffer of `pool`,
+    /// as a [`Frame`] whose host planes are made only if something asks for them.
+    pub fn keep(
+        &self,
+        pool: &FramePool,
+        received_at: std::time::Instant,
+        wall_ms: i64,
+    ) -> Result<Frame, NvdecError> {
+        let image = pool.copy_nv12(
+            (self.y_ptr(), self.uv_ptr(), self.pitch),
+            self.width,
+            self.height,
+            self.matrix,
+        )?;
         Ok(Frame {
             width: self.width,
             height: self.height,
@@ -270,7 +297,8 @@ impl Mapped<'_> {
             received_at,
             wall_ms,
             matrix: self.matrix,
-            planes: [y, u, v],
+            host: std::sync::OnceLock::new(),
+            device: Some(Arc::new(image)),
         })
     }
 }
