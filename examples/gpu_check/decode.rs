@@ -8,12 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kvs_infer::decode::Frame;
-use kvs_infer::gpu::batch::{letterbox_batch, DevicePlanes};
+use kvs_infer::gpu::batch::letterbox_batch;
 use kvs_infer::gpu::devframe::FramePool;
 use kvs_infer::gpu::driver::Context;
-use kvs_infer::gpu::letterbox::{
-    max_abs_diff, reference, GpuLetterbox, Layout, Precision, SlotData,
-};
+use kvs_infer::gpu::letterbox::{max_abs_diff, reference, GpuLetterbox, Precision, SlotData};
 use kvs_infer::gpu::nvdec::NvDecoder;
 use kvs_infer::gpu::prep::GpuPrep;
 use kvs_infer::ingest::demux::mp4::Mp4Demuxer;
@@ -99,17 +97,7 @@ fn quality(
             }
             if q.frames < 5 {
                 // The surface straight into the kernel: pitched NV12 in device memory.
-                let planes = DevicePlanes {
-                    y: m.y_ptr(),
-                    u: m.uv_ptr(),
-                    v: 0,
-                    y_stride: m.pitch as u32,
-                    uv_stride: m.pitch as u32,
-                    layout: Layout::Nv12,
-                    width: m.width,
-                    height: m.height,
-                    matrix: m.matrix,
-                };
+                let planes = m.planes();
                 letterbox_batch(
                     gpu,
                     &[planes],

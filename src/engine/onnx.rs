@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use ort::environment::Environment;
 use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
-use ort::session::Session;
+use ort::session::{Session, SessionInputValue};
 use ort::value::{Shape, TensorElementType, TensorRef, TensorRefMut, ValueType};
 
 use super::accel::Accel;
@@ -328,6 +328,41 @@ fn inspect_recognizer(path: &Path, session: &Session) -> Result<ModelSpec, Strin
     })
 }
 
+impl OrtEngine {
+    fn run_error(&self, batch: usize, message: String) -> EngineError {
+        EngineError::Run {
+            model: self.spec.path.clone(),
+            batch,
+            message,
+        }
+    }
+
+    /// The input's NCHW shape for `batch` images.
+    fn input_shape(&self, batch: usize) -> [i64; 4] {
+        [
+            batch as i64,
+            3,
+            i64::from(self.spec.height),
+            i64::from(self.spec.width),
+        ]
+    }
+
+    /// Runs the session on `tensor` (host or device) and copies the output back.
+    fn run_tensor(
+        &mut self,
+        tensor: SessionInputValue<'_>,
+        batch: usize,
+        output: &mut BatchOutput,
+    ) -> Result<(), EngineError> {
+        let outputs = self
+            .session
+            .run(ort::inputs![self.spec.input_name.as_str() => tensor])
+            .map_err(|e| e.to_string());
+        let read = outputs.and_then(|o| read_output(&o, batch, output));
+        read.map_err(|e| self.run_error(batch, e))
+    }
+}
+
 impl Engine for OrtEngine {
     fn name(&self) -> &'static str {
         self.name
@@ -343,24 +378,9 @@ impl Engine for OrtEngine {
         batch: usize,
         output: &mut BatchOutput,
     ) -> Result<(), EngineError> {
-        let run_err = |message: String| EngineError::Run {
-            model: self.spec.path.clone(),
-            batch,
-            message,
-        };
-        let shape = [
-            batch as i64,
-            3,
-            i64::from(self.spec.height),
-            i64::from(self.spec.width),
-        ];
-        let tensor =
-            TensorRef::from_array_view((shape, input)).map_err(|e| run_err(e.to_string()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.spec.input_name.as_str() => tensor])
-            .map_err(|e| run_err(e.to_string()))?;
-        read_output(&outputs, batch, output).map_err(run_err)
+        let tensor = TensorRef::from_array_view((self.input_shape(batch), input))
+            .map_err(|e| self.run_error(batch, e.to_string()))?;
+        self.run_tensor(tensor.into(), batch, output)
     }
 
     fn device(&self) -> Option<i32> {
@@ -373,38 +393,23 @@ impl Engine for OrtEngine {
         batch: usize,
         output: &mut BatchOutput,
     ) -> Result<(), EngineError> {
-        let run_err = |message: String| EngineError::Run {
-            model: self.spec.path.clone(),
-            batch,
-            message,
-        };
         let Some(device) = self.device else {
-            return Err(run_err("a CPU session cannot read device memory".into()));
+            return Err(self.run_error(batch, "a CPU session cannot read device memory".into()));
         };
+        let shape = Shape::new(self.input_shape(batch));
         let info = MemoryInfo::new(
             AllocationDevice::CUDA,
             device,
             AllocatorType::Device,
             MemoryType::Default,
         )
-        .map_err(|e| run_err(e.to_string()))?;
-        let shape = [
-            batch as i64,
-            3,
-            i64::from(self.spec.height),
-            i64::from(self.spec.width),
-        ];
+        .map_err(|e| self.run_error(batch, e.to_string()))?;
         // SAFETY: the caller's `input` is device memory on `device` holding `batch`
         // NCHW f32 images of the model's size, alive for this call.
-        let tensor = unsafe {
-            TensorRefMut::<f32>::from_raw(info, input as usize as *mut _, Shape::new(shape))
-        }
-        .map_err(|e| run_err(e.to_string()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.spec.input_name.as_str() => tensor])
-            .map_err(|e| run_err(e.to_string()))?;
-        read_output(&outputs, batch, output).map_err(run_err)
+        let tensor =
+            unsafe { TensorRefMut::<f32>::from_raw(info, input as usize as *mut _, shape) }
+                .map_err(|e| self.run_error(batch, e.to_string()))?;
+        self.run_tensor(tensor.into(), batch, output)
     }
 }
 

@@ -76,6 +76,27 @@ pub struct DevicePlanes {
 }
 
 impl DevicePlanes {
+    /// An NV12 picture: luma at `y`, interleaved chroma at `uv`, both `pitch` bytes per
+    /// row (how NVDEC lays out a surface).
+    pub fn nv12(
+        (y, uv, pitch): (u64, u64, usize),
+        width: u32,
+        height: u32,
+        matrix: ColorMatrix,
+    ) -> Self {
+        DevicePlanes {
+            y,
+            u: uv,
+            v: 0,
+            y_stride: pitch as u32,
+            uv_stride: pitch as u32,
+            layout: Layout::Nv12,
+            width,
+            height,
+            matrix,
+        }
+    }
+
     /// The kernel's job for letterboxing these planes into `slot` of a
     /// `dst_w`×`dst_h` batch tensor: the same geometry as the CPU's [`Letterbox`].
     pub fn job(&self, dst_w: u32, dst_h: u32, slot: usize) -> BatchJob {

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 
 use super::batch::DevicePlanes;
 use super::driver::{Context, DeviceBuffer, DriverError, Stream};
-use super::letterbox::Layout;
 use crate::decode::ColorMatrix;
 
 type Free = Arc<Mutex<Vec<DeviceBuffer<u8>>>>;
@@ -111,17 +110,12 @@ impl DeviceNv12 {
     /// Where the preprocessing kernel finds it.
     pub fn planes(&self) -> DevicePlanes {
         let base = self.base();
-        DevicePlanes {
-            y: base,
-            u: base + self.uv_offset as u64,
-            v: 0,
-            y_stride: self.pitch as u32,
-            uv_stride: self.pitch as u32,
-            layout: Layout::Nv12,
-            width: self.width,
-            height: self.height,
-            matrix: self.matrix,
-        }
+        DevicePlanes::nv12(
+            (base, base + self.uv_offset as u64, self.pitch),
+            self.width,
+            self.height,
+            self.matrix,
+        )
     }
 
     /// The picture on the host as tight I420 planes (Y, U, V).

@@ -245,6 +245,16 @@ impl Mapped<'_> {
         self.dptr
     }
 
+    /// Where the preprocessing kernel finds the mapped picture.
+    pub fn planes(&self) -> crate::gpu::batch::DevicePlanes {
+        crate::gpu::batch::DevicePlanes::nv12(
+            (self.y_ptr(), self.uv_ptr(), self.pitch),
+            self.width,
+            self.height,
+            self.matrix,
+        )
+    }
+
     /// The interleaved UV plane's device address.
     pub fn uv_ptr(&self) -> u64 {
         self.dptr + (self.pitch * self.surface_height as usize) as u64
