@@ -11,10 +11,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::error::{join_key, ConfigError, LoadError};
-use super::schema::{
+use super::validate::{validate, validate_detector};
+use super::{
     AlprParams, CameraConfig, Config, DetectorConfig, FireSmokeParams, WeaponParams, YoloParams,
 };
-use super::validate::{validate, validate_detector};
 
 /// The config file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,11 +4,13 @@
 //! takes text or values, so tests and `check-config` exercise exactly what the server
 //! runs. The embedded default is the shipped demo config, `config/demo.toml`.
 
+mod camera;
 mod error;
 mod load;
 mod schema;
 mod validate;
 
+pub use camera::*;
 pub use error::{join_key, ConfigError, LoadError};
 pub use load::{load_file, parse_str, Format};
 pub use schema::*;

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use super::error::{join_key, ConfigError};
-use super::schema::{
+use super::{
     AlprParams, CameraConfig, Config, DetectorConfig, FireSmokeParams, KvsMode, PublishersConfig,
     SchedulerConfig, SourceRef, WeaponParams, YoloParams,
 };
