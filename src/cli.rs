@@ -135,6 +135,13 @@ pub struct BenchCli {
     /// (a regression guard on a ratio measured in the same run, never a time).
     #[arg(long)]
     pub min_ratio: Option<f64>,
+    /// Engine backend for the raw engine and the pipeline: cpu, auto, cuda, tensorrt
+    /// (on a GPU host: the whole GPU pipeline's capacity).
+    #[arg(long, default_value = "cpu")]
+    pub backend: crate::config::Backend,
+    /// Decoder for the pipeline: cpu, auto, nvdec.
+    #[arg(long, default_value = "cpu")]
+    pub decode: crate::config::DecodeBackend,
     /// Measure ALPR instead: the OCR stage batched across cameras versus batch 1
     /// (needs --plate-model, --ocr-model and a --clip with a plate).
     #[arg(long)]

@@ -76,6 +76,8 @@ fn main() -> ExitCode {
                         budget_ms: b.budget_ms,
                         max_cameras: b.max_cameras,
                         quick: b.quick,
+                        backend: b.backend,
+                        decode: b.decode,
                         quiet_class: String::new(),
                     },
                     b.json.as_deref(),

@@ -236,3 +236,32 @@ fn build_engine_without_a_gpu_or_a_model_exits_2_with_the_reason() {
         "nothing is cached when nothing was built"
     );
 }
+
+#[test]
+fn bench_on_a_gpu_backend_without_a_gpu_exits_2_with_the_reason() {
+    if kvs_infer::gpu::probe().is_available() {
+        skip("this machine has a GPU; `kvs-infer bench --backend tensorrt` measures it");
+        return;
+    }
+    let (Some(model), Some(clip)) = (
+        common::fixture("models/yolov8n-coco.onnx"),
+        common::fixture("video/person-motorcycle-720p.mp4"),
+    ) else {
+        skip("no yolov8n-coco.onnx or demo clip (scripts/fetch-assets.sh)");
+        return;
+    };
+    let out = binary()
+        .args(["bench", "--quick", "--backend", "tensorrt", "--decode", "nvdec", "--model"])
+        .arg(&model)
+        .arg("--clip")
+        .arg(&clip)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--backend tensorrt: no CUDA driver"), "{stderr}");
+    let out = binary().args(["bench", "--backend", "opencl"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown backend \"opencl\""), "{stderr}");
+}

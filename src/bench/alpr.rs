@@ -87,6 +87,7 @@ pub fn run_alpr(args: &AlprArgs) -> Result<AlprReport, BenchError> {
         progress(&format!("OCR engine, batch {batch}…"));
         let run = EngineRun {
             model: &args.ocr_model,
+            accel: &crate::engine::accel::Accel::Cpu,
             kind: ModelKind::Recognizer,
             instances,
             threads,

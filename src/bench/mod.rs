@@ -79,6 +79,8 @@ pub(crate) struct Throughput {
 #[derive(Clone, Copy)]
 pub(crate) struct EngineRun<'a> {
     pub model: &'a Path,
+    /// Where the engines run.
+    pub accel: &'a crate::engine::accel::Accel,
     pub kind: ModelKind,
     pub instances: usize,
     pub threads: usize,
@@ -96,6 +98,7 @@ pub(crate) fn engine_throughput(
 ) -> Result<Throughput, BenchError> {
     let EngineRun {
         model,
+        accel,
         kind,
         instances,
         threads,
@@ -105,7 +108,10 @@ pub(crate) fn engine_throughput(
     } = *run;
     let mut engines = Vec::new();
     for _ in 0..instances {
-        engines.push(OrtEngine::load(model, threads, kind).map_err(|e| BenchError(e.to_string()))?);
+        engines.push(
+            OrtEngine::load_with(model, threads, kind, accel)
+                .map_err(|e| BenchError(e.to_string()))?,
+        );
     }
     let input = Arc::new(prepare(engines[0].spec()));
     let handles: Vec<_> = engines

@@ -18,10 +18,11 @@ use super::capacity::{self, CapacityReport};
 use super::{
     engine_throughput, machine, measure, progress, rss_mib, sample_frames, BenchError, EngineRun,
 };
-use crate::config::EngineConfig;
+use crate::config::{Backend, DecodeBackend, EngineConfig};
 use crate::decode::ffmpeg::FfmpegDecoder;
 use crate::decode::{Decoder, FrameSelector};
 use crate::engine::onnx::OrtEngine;
+use crate::engine::providers::{profile, Placement};
 use crate::engine::{Engine, ModelKind};
 use crate::ingest::file::FileSource;
 use crate::ingest::FrameSource;
@@ -56,6 +57,10 @@ pub struct BenchArgs {
     pub max_cameras: usize,
     /// CI mode: only the batches the pipeline rows need, no decode or capacity.
     pub quick: bool,
+    /// Engine backend (the raw engine and the pipeline).
+    pub backend: Backend,
+    /// Decoder of the pipeline's cameras.
+    pub decode: DecodeBackend,
     /// A class of the model the clip does not show: the detector filters to it, so
     /// nothing is published (set by [`run`] to the model's last class).
     pub quiet_class: String,
@@ -117,8 +122,10 @@ pub struct Report {
     pub model: String,
     /// The model's weights are random (same compute as the real model).
     pub random_weights: bool,
-    /// Backend.
+    /// Backend the engines ran on.
     pub backend: &'static str,
+    /// Decoder asked of the pipeline's cameras.
+    pub decoder: &'static str,
     /// Engine instances.
     pub instances: usize,
     /// Threads per instance.
@@ -171,6 +178,18 @@ pub fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         Duration::from_secs_f64(args.seconds),
     );
 
+    // The raw engine runs where the pipeline's engines will: the backend settled as
+    // the server settles it, TensorRT engines cached in `engines/`.
+    let placement = Placement::resolve(args.backend, 0)
+        .map_err(|e| BenchError(format!("--backend {}: {e}", args.backend.as_str())))?;
+    let accel = placement
+        .accel(
+            &args.model,
+            true,
+            profile(args.max_batch as u32, limit as u32),
+            std::path::Path::new("engines"),
+        )
+        .map_err(|e| BenchError(e.to_string()))?;
     let mut raw = Vec::new();
     for &batch in &batches {
         progress(&format!(
@@ -178,6 +197,7 @@ pub fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         ));
         let run = EngineRun {
             model: &args.model,
+            accel: &accel,
             kind: ModelKind::Detector,
             instances,
             threads,
@@ -243,7 +263,8 @@ pub fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         machine: machine(),
         model: args.model.display().to_string(),
         random_weights: spec.random_weights,
-        backend: "cpu",
+        backend: placement.choice_name(),
+        decoder: args.decode.as_str(),
         instances,
         intra_threads: threads,
         raw,
@@ -271,8 +292,10 @@ pub(crate) fn cameras_config(
         "max_staleness_ms = 600000\n"
     };
     let mut text = format!(
-        "[scheduler]\nmax_batch_size = {batch}\npreferred_batch_size = {preferred}\n{staleness}[engine]\nbackend = \"cpu\"\n",
-        preferred = batch.min(4)
+        "[scheduler]\nmax_batch_size = {batch}\npreferred_batch_size = {preferred}\n{staleness}[engine]\nbackend = \"{backend}\"\n[decode]\nbackend = \"{decode}\"\n",
+        preferred = batch.min(4),
+        backend = args.backend.as_str(),
+        decode = args.decode.as_str(),
     );
     let (fps, realtime) = live.map_or((120.0, false), |fps| (fps, true));
     for c in 0..cameras {
@@ -346,8 +369,13 @@ fn decode_cost(clip: &std::path::Path) -> Result<DecodeRow, BenchError> {
 /// The report as a human table.
 pub fn table(report: &Report) -> String {
     let mut out = format!(
-        "kvs-infer bench: {} on {} ({} backend, {} instance(s) × {} thread(s))\n",
-        report.model, report.machine, report.backend, report.instances, report.intra_threads
+        "kvs-infer bench: {} on {} ({} backend, {} instance(s) × {} thread(s), {} decoding)\n",
+        report.model,
+        report.machine,
+        report.backend,
+        report.instances,
+        report.intra_threads,
+        report.decoder
     );
     if report.random_weights {
         out.push_str("note: random weights (the real architecture: compute cost identical, detections meaningless)\n");

@@ -125,6 +125,21 @@ pub enum DecodeBackend {
     Nvdec,
 }
 
+impl std::str::FromStr for DecodeBackend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [
+            DecodeBackend::Auto,
+            DecodeBackend::Cpu,
+            DecodeBackend::Nvdec,
+        ]
+        .into_iter()
+        .find(|b| b.as_str() == s)
+        .ok_or_else(|| format!("unknown decoder {s:?} (auto, cpu, nvdec)"))
+    }
+}
+
 impl DecodeBackend {
     /// The name as the config writes it.
     pub fn as_str(self) -> &'static str {
@@ -150,6 +165,22 @@ pub enum Backend {
     /// TensorRT engines (through ONNX Runtime's TensorRT provider); a start-up error
     /// without a usable GPU and TensorRT.
     Tensorrt,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [
+            Backend::Auto,
+            Backend::Cpu,
+            Backend::Cuda,
+            Backend::Tensorrt,
+        ]
+        .into_iter()
+        .find(|b| b.as_str() == s)
+        .ok_or_else(|| format!("unknown backend {s:?} (auto, cpu, cuda, tensorrt)"))
+    }
 }
 
 impl Backend {

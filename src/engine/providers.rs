@@ -130,6 +130,15 @@ impl Placement {
         Ok(placement)
     }
 
+    /// The chosen engine's short name (`cpu`, `cuda`, `tensorrt`).
+    pub fn choice_name(&self) -> &'static str {
+        match self.choice {
+            Choice::Cpu => "cpu",
+            Choice::Cuda => "cuda",
+            Choice::TensorRt => "tensorrt",
+        }
+    }
+
     /// How `model`'s sessions run here; for TensorRT, with fp16 as asked, the profile
     /// `batch` and the model's engine cache under `engines_dir`.
     pub fn accel(
