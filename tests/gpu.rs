@@ -251,7 +251,15 @@ fn bench_on_a_gpu_backend_without_a_gpu_exits_2_with_the_reason() {
         return;
     };
     let out = binary()
-        .args(["bench", "--quick", "--backend", "tensorrt", "--decode", "nvdec", "--model"])
+        .args([
+            "bench",
+            "--quick",
+            "--backend",
+            "tensorrt",
+            "--decode",
+            "nvdec",
+            "--model",
+        ])
         .arg(&model)
         .arg("--clip")
         .arg(&clip)
@@ -259,8 +267,14 @@ fn bench_on_a_gpu_backend_without_a_gpu_exits_2_with_the_reason() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--backend tensorrt: no CUDA driver"), "{stderr}");
-    let out = binary().args(["bench", "--backend", "opencl"]).output().unwrap();
+    assert!(
+        stderr.contains("--backend tensorrt: no CUDA driver"),
+        "{stderr}"
+    );
+    let out = binary()
+        .args(["bench", "--backend", "opencl"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown backend \"opencl\""), "{stderr}");
