@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{engine_throughput, machine, measure, progress, sample_frames, BenchError, EngineRun};
+use super::{
+    engine_throughput, fill_batch, machine, measure, progress, sample_frames, BenchError, EngineRun,
+};
 use crate::config::EngineConfig;
 use crate::engine::onnx::OrtEngine;
 use crate::engine::{BatchOutput, Engine, ModelKind};
@@ -96,18 +98,9 @@ pub fn run_alpr(args: &AlprArgs) -> Result<AlprReport, BenchError> {
             measure: measure_for,
         };
         let t = engine_throughput(&run, |spec| {
-            let slot = 3 * (spec.width * spec.height) as usize;
-            let mut input = vec![0.0; slot * batch];
-            for (k, (frame, bbox)) in crops[..batch].iter().enumerate() {
-                ocr_crop_into(
-                    frame,
-                    *bbox,
-                    spec.width,
-                    spec.height,
-                    &mut input[k * slot..(k + 1) * slot],
-                );
-            }
-            input
+            fill_batch(&crops[..batch], spec, |(frame, bbox), w, h, slot| {
+                ocr_crop_into(frame, *bbox, w, h, slot);
+            })
         })?;
         ocr_engine.push((batch, t.images_per_s));
     }

@@ -89,6 +89,21 @@ pub(crate) struct EngineRun<'a> {
     pub measure: Duration,
 }
 
+/// A batch input for `spec`: one slot per item, filled by `fill(item, width, height,
+/// slot)` (a letterbox, an OCR crop).
+pub(crate) fn fill_batch<T>(
+    items: &[T],
+    spec: &crate::engine::ModelSpec,
+    fill: impl Fn(&T, u32, u32, &mut [f32]),
+) -> Vec<f32> {
+    let slot = 3 * (spec.width * spec.height) as usize;
+    let mut input = vec![0.0; slot * items.len()];
+    for (item, out) in items.iter().zip(input.chunks_exact_mut(slot)) {
+        fill(item, spec.width, spec.height, out);
+    }
+    input
+}
+
 /// Runs `instances` engines of `model` on the same prepared input (a batch of
 /// `batch`, made by `prepare` for the model's input size) back to back for `measure`
 /// after `warmup`.
@@ -288,5 +303,27 @@ mod tests {
         };
         assert_eq!(w.latency(0.5), 51.0);
         assert_eq!(w.latency(0.99), 99.0);
+    }
+
+    #[test]
+    fn batches_are_filled_slot_by_slot_at_the_models_size() {
+        let spec = crate::engine::ModelSpec {
+            kind: crate::engine::ModelKind::Detector,
+            path: "m.onnx".into(),
+            input_name: "images".into(),
+            width: 2,
+            height: 1,
+            max_batch: None,
+            names: Vec::new(),
+            random_weights: false,
+        };
+        let input = fill_batch(&[1.0f32, 2.0], &spec, |v, w, h, slot| {
+            assert_eq!((w, h, slot.len()), (2, 1, 6));
+            slot.fill(*v);
+        });
+        assert_eq!(
+            input,
+            [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+        );
     }
 }

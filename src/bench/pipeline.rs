@@ -16,7 +16,8 @@ use serde::Serialize;
 
 use super::capacity::{self, CapacityReport};
 use super::{
-    engine_throughput, machine, measure, progress, rss_mib, sample_frames, BenchError, EngineRun,
+    engine_throughput, fill_batch, machine, measure, progress, rss_mib, sample_frames, BenchError,
+    EngineRun,
 };
 use crate::config::{Backend, DecodeBackend, EngineConfig};
 use crate::decode::ffmpeg::FfmpegDecoder;
@@ -206,17 +207,9 @@ pub fn run(args: &BenchArgs) -> Result<Report, BenchError> {
             measure: seconds,
         };
         let t = engine_throughput(&run, |spec| {
-            let slot = 3 * (spec.width * spec.height) as usize;
-            let mut input = vec![0.0; slot * batch];
-            for (k, frame) in frames[..batch].iter().enumerate() {
-                letterbox_into(
-                    frame,
-                    spec.width,
-                    spec.height,
-                    &mut input[k * slot..(k + 1) * slot],
-                );
-            }
-            input
+            fill_batch(&frames[..batch], spec, |frame, w, h, slot| {
+                letterbox_into(frame, w, h, slot);
+            })
         })?;
         raw.push(RawRow {
             batch,
