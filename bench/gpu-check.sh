@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check, for a lent GPU host (the library's `device` tool), in two steps:
 #   bench/gpu-check.sh --prepare   here (no GPU needed): builds the check binary (it
-#                                  links only libc), the kernels' PTX cache for
-#                                  sm_75..sm_90, fragmented-MP4 clips (H.264 and H.265)
+#                                  links only libc), the kernels' cache (cubins
+#                                  and PTX) for sm_75..sm_90, fragmented-MP4 clips (H.264 and H.265)
 #                                  with libavcodec's decode of them as per-picture
 #                                  hashes, and the YOLOv8n model, into bench/gpu-check/
 #                                  (about 40 MiB: it travels with the working tree)

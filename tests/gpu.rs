@@ -6,7 +6,7 @@
 mod common;
 
 use common::{binary, skip, temp_dir};
-use kvs_infer::gpu::kernels::{arch_for, compile_all, SOURCES};
+use kvs_infer::gpu::kernels::{arch_for, compile_all, Image, SOURCES};
 use kvs_infer::gpu::nvrtc::{Nvrtc, NvrtcError};
 
 /// Turing (T4), Ampere (A100, A10G), Ada (L4), Hopper (H100).
@@ -40,6 +40,33 @@ fn every_kernel_compiles_with_nvrtc_for_every_target_gpu() {
                 text.contains(&format!(".target sm_{}{}", cc.0, cc.1)),
                 "{file} for {arch}"
             );
+        }
+    }
+}
+
+#[test]
+fn every_kernel_compiles_to_machine_code_and_both_images_are_cached() {
+    let Some(_) = nvrtc() else { return };
+    let dir = temp_dir("gpu-images");
+    for cc in TARGETS {
+        for kernel in SOURCES {
+            let mut compiler = None;
+            let images = kvs_infer::gpu::kernels::images_cached(&dir, kernel, cc, &mut compiler)
+                .unwrap_or_else(|e| panic!("{e}"));
+            match &images[..] {
+                [Image::Cubin(cubin), Image::Ptx(ptx)] => {
+                    // A cubin is an ELF image for exactly this GPU generation.
+                    assert!(cubin.starts_with(b"\x7fELF"), "sm_{}{}", cc.0, cc.1);
+                    assert!(ptx.contains(&format!(".target sm_{}{}", cc.0, cc.1)));
+                }
+                other => panic!("{:?}", other.iter().map(Image::kind).collect::<Vec<_>>()),
+            }
+            // Read back from the cache, with no compiler at hand.
+            let mut none = None;
+            let again =
+                kvs_infer::gpu::kernels::images_cached(&dir, kernel, cc, &mut none).unwrap();
+            assert_eq!(again, images);
+            assert!(none.is_none(), "the cache served both images");
         }
     }
 }

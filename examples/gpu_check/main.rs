@@ -1,8 +1,9 @@
 //! The GPU check `bench/gpu-check.sh` runs.
 //!
 //! - `gpu_check --prepare DIR` (here, no GPU needed): compiles the kernels with NVRTC
-//!   for every GPU generation we target into the PTX cache `DIR/kernels`, so a GPU host
-//!   without NVRTC can run them.
+//!   for every GPU generation we target, as cubins (which load on any driver of NVRTC's
+//!   CUDA major) and PTX (which needs a driver as new as NVRTC), into the cache
+//!   `DIR/kernels`, so a GPU host without NVRTC can run them.
 //! - `gpu_check --hash-frames W H REF FRAME0` (here): reads raw I420 pictures from stdin
 //!   (libavcodec's decode of a clip, piped from the ffmpeg CLI) and writes one hash per
 //!   picture to REF and the first picture to FRAME0: what NVDEC's output is compared
@@ -24,7 +25,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use kvs_infer::gpu::batch::check_batch;
-use kvs_infer::gpu::kernels::{arch_for, ptx_cached, SOURCES};
+use kvs_infer::gpu::kernels::{images_cached, SOURCES};
 use kvs_infer::gpu::letterbox::{check_parity, GpuLetterbox, F16_TOLERANCE_ULP, F32_TOLERANCE};
 use kvs_infer::gpu::GpuStatus;
 
@@ -41,13 +42,18 @@ fn prepare(dir: &Path) {
     let mut nvrtc = None;
     for cc in TARGETS {
         for kernel in SOURCES {
-            if let Err(e) = ptx_cached(&kernels, kernel, &arch_for(cc), &mut nvrtc) {
-                fail("kernels compile", e);
+            match images_cached(&kernels, kernel, cc, &mut nvrtc) {
+                Ok(images) if images.len() == 2 => {}
+                Ok(_) => fail(
+                    "kernels compile",
+                    format!("sm_{}{}: a cubin or PTX is missing", cc.0, cc.1),
+                ),
+                Err(e) => fail("kernels compile", e),
             }
         }
     }
     println!(
-        "PTX for {} architectures cached in {}",
+        "cubins and PTX for {} architectures cached in {}",
         TARGETS.len(),
         kernels.display()
     );
@@ -201,19 +207,21 @@ fn main() {
     let GpuStatus::Available { devices, .. } = status else {
         std::process::exit(2);
     };
-    let arch = arch_for(devices[0].compute_capability);
+    let cc = devices[0].compute_capability;
     let mut nvrtc = None;
-    let ptx = ptx_cached(&dir.join("kernels"), &SOURCES[0], &arch, &mut nvrtc)
+    let images = images_cached(&dir.join("kernels"), &SOURCES[0], cc, &mut nvrtc)
         .unwrap_or_else(|e| fail("kernels", e));
+    let (gpu, kind) = GpuLetterbox::load(0, &images).unwrap_or_else(|e| fail("kernels load", e));
     println!(
-        "Kernels for {arch}: {}",
+        "Kernels for sm_{}{}: {kind} ({})",
+        cc.0,
+        cc.1,
         if nvrtc.is_some() {
             "compiled here with NVRTC"
         } else {
-            "from the PTX cache"
+            "from the cache made by --prepare"
         }
     );
-    let gpu = GpuLetterbox::new(0, &ptx).unwrap_or_else(|e| fail("kernels load", e));
     let mut ok = kernels(&gpu);
     ok &= preprocessing(&dir.join("kernels"));
     ok &= decode::section(&gpu, &dir.join("clips"), &dir.join("kernels"));

@@ -208,6 +208,19 @@ impl Context {
             .check("cuCtxSynchronize", unsafe { (self.api.ctx_synchronize)() })
     }
 
+    /// Loads a module from a cubin (machine code for this GPU) as it is.
+    pub fn load_cubin(&self, cubin: &[u8]) -> Result<Module, DriverError> {
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: a cubin image that outlives the call (the driver copies it).
+        self.api.check("cuModuleLoadData", unsafe {
+            (self.api.module_load_data)(&mut raw, cubin.as_ptr().cast())
+        })?;
+        Ok(Module {
+            api: self.api.clone(),
+            raw,
+        })
+    }
+
     /// Loads a module from PTX (the driver JIT-compiles it for this GPU).
     pub fn load_ptx(&self, ptx: &str) -> Result<Module, DriverError> {
         let text = CString::new(ptx)

@@ -49,6 +49,59 @@ pub fn arch_for(compute_capability: (i32, i32)) -> String {
     format!("compute_{}{}", compute_capability.0, compute_capability.1)
 }
 
+/// The NVRTC target for a compute capability's machine code: `sm_90` for (9, 0).
+pub fn sm_for(compute_capability: (i32, i32)) -> String {
+    format!("sm_{}{}", compute_capability.0, compute_capability.1)
+}
+
+/// What a GPU loads a kernel module from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Image {
+    /// Machine code for exactly one GPU generation: loads on any driver of NVRTC's
+    /// CUDA major version.
+    Cubin(Vec<u8>),
+    /// PTX, compiled by the driver as it loads: needs a driver as new as NVRTC.
+    Ptx(String),
+}
+
+impl Image {
+    /// `cubin` or `PTX`, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Image::Cubin(_) => "cubin",
+            Image::Ptx(_) => "PTX",
+        }
+    }
+}
+
+/// `kernel`'s images for the GPU of compute capability `cc`, best first: its cubin,
+/// then PTX, each from the cache under `dir` or compiled by NVRTC (loaded on first
+/// need) and cached. Either may be missing (a host without NVRTC whose cache holds
+/// only one); the error is returned only when neither can be had.
+pub fn images_cached(
+    dir: &std::path::Path,
+    kernel: &KernelSource,
+    cc: (i32, i32),
+    nvrtc: &mut Option<Nvrtc>,
+) -> Result<Vec<Image>, NvrtcError> {
+    let sm = sm_for(cc);
+    let cubin = cached(
+        &cache_path(dir, kernel, &sm).with_extension("cubin"),
+        nvrtc,
+        |n| n.compile_cubin(kernel.file, kernel.source, &sm),
+    );
+    let ptx = ptx_cached(dir, kernel, &arch_for(cc), nvrtc);
+    match (cubin, ptx) {
+        (Err(e), Err(_)) => Err(e),
+        (cubin, ptx) => Ok(cubin
+            .ok()
+            .map(Image::Cubin)
+            .into_iter()
+            .chain(ptx.ok().map(Image::Ptx))
+            .collect()),
+    }
+}
+
 /// Compiles every source for `arch`; the PTX of each, by file name. The first failure
 /// is returned with NVRTC's log.
 pub fn compile_all(nvrtc: &Nvrtc, arch: &str) -> Result<Vec<(&'static str, String)>, NvrtcError> {
@@ -88,23 +141,37 @@ pub fn ptx_cached(
     arch: &str,
     nvrtc: &mut Option<Nvrtc>,
 ) -> Result<String, NvrtcError> {
-    let path = cache_path(dir, kernel, arch);
-    if let Ok(ptx) = std::fs::read_to_string(&path) {
-        return Ok(ptx);
+    let bytes = cached(&cache_path(dir, kernel, arch), nvrtc, |n| {
+        n.compile_ptx(kernel.file, kernel.source, arch)
+            .map(String::into_bytes)
+    })?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The bytes cached at `path`, or `compile`d with NVRTC and cached there.
+fn cached(
+    path: &std::path::Path,
+    nvrtc: &mut Option<Nvrtc>,
+    compile: impl FnOnce(&Nvrtc) -> Result<Vec<u8>, NvrtcError>,
+) -> Result<Vec<u8>, NvrtcError> {
+    if let Ok(bytes) = std::fs::read(path) {
+        return Ok(bytes);
     }
     let compiler = match nvrtc {
         Some(n) => n,
         None => nvrtc.insert(Nvrtc::load()?),
     };
-    let ptx = compiler.compile_ptx(kernel.file, kernel.source, arch)?;
-    let tmp = path.with_extension("ptx.tmp");
-    let written = std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::write(&tmp, &ptx))
-        .and_then(|()| std::fs::rename(&tmp, &path));
+    let bytes = compile(compiler)?;
+    let tmp = path.with_extension("tmp");
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&tmp, &bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = written {
         tracing::warn!(path = %path.display(), error = %e, "Cannot cache compiled kernels; they will be compiled again next start.");
     }
-    Ok(ptx)
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -129,6 +129,37 @@ impl GpuLetterbox {
         Ok(Self { ctx, module })
     }
 
+    /// Loads the first of `images` (from [`super::kernels::images_cached`], best first)
+    /// that this GPU and driver accept, on device `ordinal`; the image kind loaded is
+    /// returned with it. A cubin for another GPU, or PTX newer than the driver, is
+    /// passed over for the next.
+    pub fn load(
+        ordinal: i32,
+        images: &[super::kernels::Image],
+    ) -> Result<(Self, &'static str), DriverError> {
+        use super::kernels::Image;
+        let ctx = Context::new(ordinal)?;
+        let mut errors = Vec::new();
+        for image in images {
+            let module = match image {
+                Image::Cubin(bytes) => ctx.load_cubin(bytes),
+                Image::Ptx(text) => ctx.load_ptx(text),
+            };
+            match module {
+                Ok(module) => return Ok((Self { ctx, module }, image.kind())),
+                Err(e) => errors.push(format!("{}: {e}", image.kind())),
+            }
+        }
+        Err(DriverError::Unavailable(format!(
+            "no kernel image loads here ({})",
+            if errors.is_empty() {
+                "none given".into()
+            } else {
+                errors.join("; ")
+            }
+        )))
+    }
+
     /// The context the kernels run in.
     pub fn context(&self) -> &Context {
         &self.ctx

@@ -67,6 +67,8 @@ pub struct Nvrtc {
     log: GetText,
     ptx_size: GetSize,
     ptx: GetText,
+    cubin_size: GetSize,
+    cubin: GetText,
     destroy: DestroyProgram,
     error_string: ErrorString,
 }
@@ -152,6 +154,8 @@ impl Nvrtc {
             log: sym(&lib, &path, "nvrtcGetProgramLog")?,
             ptx_size: sym(&lib, &path, "nvrtcGetPTXSize")?,
             ptx: sym(&lib, &path, "nvrtcGetPTX")?,
+            cubin_size: sym(&lib, &path, "nvrtcGetCUBINSize")?,
+            cubin: sym(&lib, &path, "nvrtcGetCUBIN")?,
             destroy: sym(&lib, &path, "nvrtcDestroyProgram")?,
             error_string: sym(&lib, &path, "nvrtcGetErrorString")?,
             _lib: lib,
@@ -174,6 +178,29 @@ impl Nvrtc {
 
     /// Compiles `source` (named `name` in messages) to PTX for `arch` (`compute_90`).
     pub fn compile_ptx(&self, name: &str, source: &str, arch: &str) -> Result<String, NvrtcError> {
+        let bytes = self.compile(name, source, arch, false)?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Compiles `source` to machine code (a cubin) for exactly `arch` (`sm_90`). Unlike
+    /// PTX, which the driver compiles when it loads it and so needs a driver at least as
+    /// new as NVRTC, a cubin loads on any driver of the same CUDA major version.
+    pub fn compile_cubin(
+        &self,
+        name: &str,
+        source: &str,
+        arch: &str,
+    ) -> Result<Vec<u8>, NvrtcError> {
+        self.compile(name, source, arch, true)
+    }
+
+    fn compile(
+        &self,
+        name: &str,
+        source: &str,
+        arch: &str,
+        cubin: bool,
+    ) -> Result<Vec<u8>, NvrtcError> {
         let fail = |log: String| NvrtcError::Compile {
             name: name.to_owned(),
             arch: arch.to_owned(),
@@ -207,30 +234,58 @@ impl Nvrtc {
             let result = if rc != 0 {
                 Err(fail(format!("{}\n{}", self.describe(rc), log.trim_end())))
             } else {
-                Ok(self.text(program, self.ptx_size, self.ptx))
+                let (size, get) = if cubin {
+                    (self.cubin_size, self.cubin)
+                } else {
+                    (self.ptx_size, self.ptx)
+                };
+                let mut out = self.bytes(program, size, get);
+                if !cubin {
+                    // PTX is NUL-terminated text.
+                    let end = out.iter().position(|&b| b == 0).unwrap_or(out.len());
+                    out.truncate(end);
+                }
+                if out.is_empty() {
+                    Err(fail(format!(
+                        "NVRTC returned no {}",
+                        if cubin { "cubin" } else { "PTX" }
+                    )))
+                } else {
+                    Ok(out)
+                }
             };
             (self.destroy)(&mut program);
             result
         }
     }
 
-    /// A program's log or PTX.
+    /// A program's log (text up to its NUL).
     ///
     /// # Safety
     /// `program` must be a live NVRTC program.
     unsafe fn text(&self, program: Program, size: GetSize, get: GetText) -> String {
+        // SAFETY: per this function's contract.
+        let buf = unsafe { self.bytes(program, size, get) };
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    }
+
+    /// A program's log, PTX or cubin as NVRTC gives it, empty on failure.
+    ///
+    /// # Safety
+    /// `program` must be a live NVRTC program.
+    unsafe fn bytes(&self, program: Program, size: GetSize, get: GetText) -> Vec<u8> {
         let mut n = 0usize;
         // SAFETY: per this function's contract.
         if unsafe { size(program, &mut n) } != 0 || n == 0 {
-            return String::new();
+            return Vec::new();
         }
         let mut buf = vec![0u8; n];
         // SAFETY: `buf` holds the `n` bytes NVRTC asked for.
         if unsafe { get(program, buf.as_mut_ptr().cast()) } != 0 {
-            return String::new();
+            return Vec::new();
         }
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(&buf[..end]).into_owned()
+        buf
     }
 
     fn describe(&self, rc: NvrtcResult) -> String {

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use super::batch::{launch_batch, BatchJob, DevicePlanes};
 use super::driver::{DeviceBuffer, DriverError, PinnedBuffer, Stream};
-use super::kernels::{arch_for, ptx_cached, SOURCES};
+use super::kernels::{images_cached, SOURCES};
 use super::letterbox::{GpuLetterbox, Layout, Precision};
 use crate::decode::Frame;
 use crate::preprocess::Letterbox;
@@ -50,8 +50,8 @@ fn grown<B>(
 }
 
 impl GpuPrep {
-    /// Loads the kernels for GPU `device_id` (compiled by NVRTC, or from the PTX cache
-    /// in `kernel_cache`) for a `dst_w`×`dst_h` model input.
+    /// Loads the kernels for GPU `device_id` (its cubin, else PTX: compiled by NVRTC, or
+    /// from the cache in `kernel_cache`) for a `dst_w`×`dst_h` model input.
     pub fn new(
         device_id: i32,
         dst_w: u32,
@@ -65,10 +65,14 @@ impl GpuPrep {
             .iter()
             .find(|d| d.ordinal == device_id)
             .ok_or_else(|| format!("GPU {device_id} is not on this host"))?;
-        let arch = arch_for(device.compute_capability);
-        let ptx =
-            ptx_cached(kernel_cache, &SOURCES[0], &arch, &mut None).map_err(|e| e.to_string())?;
-        let gpu = GpuLetterbox::new(device_id, &ptx).map_err(|e| e.to_string())?;
+        let images = images_cached(
+            kernel_cache,
+            &SOURCES[0],
+            device.compute_capability,
+            &mut None,
+        )
+        .map_err(|e| e.to_string())?;
+        let (gpu, _) = GpuLetterbox::load(device_id, &images).map_err(|e| e.to_string())?;
         let stream = gpu.context().stream().map_err(|e| e.to_string())?;
         Ok(Self {
             gpu,
