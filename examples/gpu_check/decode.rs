@@ -48,7 +48,7 @@ struct Quality {
 }
 
 fn quality(
-    gpu: &GpuLetterbox,
+    gpu: Option<&GpuLetterbox>,
     kernels: &Path,
     info: &StreamInfo,
     samples: &[Sample],
@@ -71,7 +71,11 @@ fn quality(
         kept_planes_equal: true,
     };
     let pool = FramePool::new(ctx.clone(), 4).map_err(|e| e.to_string())?;
-    let mut prep = GpuPrep::new(0, 640, 640, kernels)?;
+    // Without the kernels (they failed to load), decoding is still checked.
+    let mut prep = match gpu {
+        Some(_) => Some(GpuPrep::new(0, 640, 640, kernels)?),
+        None => None,
+    };
     let (dst_w, dst_h) = (640u32, 640u32);
     let out = ctx
         .alloc::<f32>(3 * (dst_w * dst_h) as usize)
@@ -95,7 +99,7 @@ fn quality(
                     u8::MAX
                 };
             }
-            if q.frames < 5 {
+            if let (true, Some(gpu), Some(prep)) = (q.frames < 5, gpu, prep.as_mut()) {
                 // The surface straight into the kernel: pitched NV12 in device memory.
                 let planes = m.planes();
                 letterbox_batch(
@@ -178,7 +182,7 @@ pub fn clips(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Prints the NVDEC table; false when a check failed.
-pub fn section(gpu: &GpuLetterbox, dir: &Path, kernels: &Path) -> bool {
+pub fn section(gpu: Option<&GpuLetterbox>, dir: &Path, kernels: &Path) -> bool {
     println!("\n## NVDEC\n");
     if let Err(e) = kvs_infer::gpu::nvdec::api() {
         println!("skipped: {e}");

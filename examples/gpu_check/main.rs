@@ -83,7 +83,13 @@ fn hash_frames(args: &[String]) {
 }
 
 fn kernels(gpu: &GpuLetterbox) -> bool {
-    let rows = check_parity(gpu).unwrap_or_else(|e| fail("kernel parity", e));
+    let rows = match check_parity(gpu) {
+        Ok(rows) => rows,
+        Err(e) => {
+            println!("\n## Kernels\n\nkernel parity: FAIL: {e}");
+            return false;
+        }
+    };
     println!(
         "\n## Kernels\n\nParity with the CPU reference (tolerance: fp32 {F32_TOLERANCE}, fp16 \
          {F16_TOLERANCE_ULP} ulp), slot 1 of a batch of 2:\n"
@@ -104,7 +110,13 @@ fn kernels(gpu: &GpuLetterbox) -> bool {
             if r.pass { "pass" } else { "FAIL" }
         );
     }
-    let batch = check_batch(gpu, 100).unwrap_or_else(|e| fail("batch kernel", e));
+    let batch = match check_batch(gpu, 100) {
+        Ok(rows) => rows,
+        Err(e) => {
+            println!("\nbatch kernel: FAIL: {e}");
+            return false;
+        }
+    };
     println!("\nOne launch per batch against one per frame (the parity frames, I420 and NV12 alternating, into 640×640):\n");
     println!("| type | frames | max error | µs per batch, one launch | µs per batch, launch per frame | result |");
     println!("|---|---|---|---|---|---|");
@@ -209,27 +221,47 @@ fn main() {
     };
     let cc = devices[0].compute_capability;
     let mut nvrtc = None;
-    let images = images_cached(&dir.join("kernels"), &SOURCES[0], cc, &mut nvrtc)
-        .unwrap_or_else(|e| fail("kernels", e));
-    let (gpu, kind) = GpuLetterbox::load(0, &images).unwrap_or_else(|e| fail("kernels load", e));
-    println!(
-        "Kernels for sm_{}{}: {kind} ({})",
-        cc.0,
-        cc.1,
-        if nvrtc.is_some() {
-            "compiled here with NVRTC"
-        } else {
-            "from the cache made by --prepare"
+    let gpu = images_cached(&dir.join("kernels"), &SOURCES[0], cc, &mut nvrtc)
+        .map_err(|e| e.to_string())
+        .and_then(|images| GpuLetterbox::load(0, &images).map_err(|e| e.to_string()));
+    let mut ok = gpu.is_ok();
+    let gpu = match gpu {
+        Ok((gpu, kind)) => {
+            let from = match nvrtc {
+                Some(_) => "compiled here with NVRTC",
+                None => "from the cache made by --prepare",
+            };
+            println!("Kernels for sm_{}{}: {kind} ({from})", cc.0, cc.1);
+            Some(gpu)
         }
-    );
-    let mut ok = kernels(&gpu);
-    ok &= preprocessing(&dir.join("kernels"));
-    ok &= decode::section(&gpu, &dir.join("clips"), &dir.join("kernels"));
-    ok &= engine::section(
-        &dir.join("yolov8n-coco.onnx"),
-        &dir.join("engines"),
-        &dir.join("kernels"),
-    );
+        Err(e) => {
+            // Every section that can go on without the kernels still runs.
+            println!("Kernels for sm_{}{}: FAIL: {e}", cc.0, cc.1);
+            None
+        }
+    };
+    // A section that panics costs only itself: GPU time is too rare to lose the rest.
+    let guarded = |name: &str, section: &dyn Fn() -> bool| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(section)).unwrap_or_else(|_| {
+            println!("\n{name}: FAIL: panicked");
+            false
+        })
+    };
+    let kernels_dir = dir.join("kernels");
+    if let Some(gpu) = &gpu {
+        ok &= guarded("kernels", &|| kernels(gpu));
+        ok &= guarded("GPU preprocessing", &|| preprocessing(&kernels_dir));
+    }
+    ok &= guarded("NVDEC", &|| {
+        decode::section(gpu.as_ref(), &dir.join("clips"), &kernels_dir)
+    });
+    ok &= guarded("engines", &|| {
+        engine::section(
+            &dir.join("yolov8n-coco.onnx"),
+            &dir.join("engines"),
+            &kernels_dir,
+        )
+    });
     let _ = std::io::stdout().flush();
     if !ok {
         std::process::exit(1);
