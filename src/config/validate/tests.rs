@@ -194,3 +194,33 @@ fn a_kvs_mode_or_container_outside_the_list_is_an_error_naming_it() {
         "{err}"
     );
 }
+
+#[test]
+fn the_gpu_keys_are_checked_and_defaulted() {
+    let text = format!(
+        "[engine]\ndevice_id = 64\n[decode]\nbackend = \"nvdec\"\nextra_surfaces = 17\n{CAMERA}params = {{ model_path = \"w.onnx\", target_classes = [\"knife\"] }}"
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "decode.extra_surfaces: 17 is not in 0..=16",
+            "engine.device_id: 64 is not in 0..=63",
+        ]
+    );
+    let bad = format!("[decode]\nbackend = \"quicksync\"\n{CAMERA}params = {{ model_path = \"w.onnx\", target_classes = [\"knife\"] }}");
+    let errs = errors(&bad).join("\n");
+    assert!(
+        errs.contains("decode.backend: unknown variant `quicksync`"),
+        "{errs}"
+    );
+    let fine =
+        format!("{CAMERA}params = {{ model_path = \"w.onnx\", target_classes = [\"knife\"] }}");
+    let config = parse_str(&fine, Format::Toml).unwrap();
+    assert_eq!(config.decode.backend, crate::config::DecodeBackend::Auto);
+    assert_eq!(config.decode.extra_surfaces, 4);
+    assert!(config.engine.fp16);
+    assert_eq!(
+        config.engine.engines_dir,
+        std::path::PathBuf::from("engines")
+    );
+}
