@@ -6,13 +6,16 @@
 #   - A Python venv in .cache/venv with the packages our scripts use (onnx).
 #   - ONNX Runtime's shared library from the `onnxruntime` PyPI wheel, in
 #     .cache/onnxruntime/, where the server finds it by itself.
-#   - with --test: NVRTC from the nvidia-cuda-nvrtc-cu12 wheel in .cache/cuda/lib (the
-#     tests compile every CUDA kernel with it; no GPU needed), gst-rtsp-server with
-#     python3-gi and the GStreamer parsers/payloaders
-#     (a real RTSP server for the RTSP tests), moto[server] in the venv (a local AWS
-#     for the publisher tests), and
-#     promtool (from Debian's prometheus package, unpacked into
-#     .cache/tools/ rather than installed, so no Prometheus daemon is set up).
+#   - On a GPU host (nvidia-smi present) and with --test: NVRTC from the
+#     nvidia-cuda-nvrtc-cu12 wheel in .cache/cuda/lib. The server compiles its kernels
+#     for the GPU present with it; the tests compile every kernel with it (no GPU
+#     needed).
+#   - With --test: gst-rtsp-server with python3-gi and the GStreamer
+#     parsers/payloaders (a real RTSP server for the RTSP tests), NVIDIA's decoder
+#     headers (libffmpeg-nvenc-dev, to check the NVDEC binding against), moto[server] in
+#     the venv (a local AWS for the publisher tests), and promtool (from Debian's
+#     prometheus package, unpacked into .cache/tools/ rather than installed, so no
+#     Prometheus daemon is set up).
 # Used by scripts/demo.sh and scripts/test.sh; safe to run by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -110,9 +113,12 @@ if [ "$FOR_TESTS" = 1 ] && ! command -v promtool >/dev/null 2>&1 && [ ! -x "$CAC
     rm -rf "$tmp"
 fi
 
-# --- NVRTC, so the tests compile every CUDA kernel (no GPU needed) -----------------------
+# --- NVRTC: the tests compile every CUDA kernel with it (no GPU needed), and on a GPU
+# host the server compiles its kernels for the GPU present with it --------------------
 NVRTC_VERSION=12.8.93
-if [ "$FOR_TESTS" = 1 ] && [ ! -f "$CACHE/cuda/lib/libnvrtc.so.12" ]; then
+WANT_NVRTC=$FOR_TESTS
+command -v nvidia-smi >/dev/null 2>&1 && WANT_NVRTC=1
+if [ "$WANT_NVRTC" = 1 ] && [ ! -f "$CACHE/cuda/lib/libnvrtc.so.12" ]; then
     log "fetching NVRTC $NVRTC_VERSION from the nvidia-cuda-nvrtc-cu12 wheel into $CACHE/cuda/lib"
     tmp=$(mktemp -d)
     "$VENV/bin/python" -m pip download -q --disable-pip-version-check --no-deps \
