@@ -73,6 +73,7 @@ fn a_batch_equals_each_image_run_alone() {
         fixture("video/person-motorcycle-720p.mp4"),
         fixture("models/yolov8n-coco.onnx"),
     ) else {
+        common::skip("no demo clip or yolov8n-coco.onnx (scripts/fetch-assets.sh)");
         return;
     };
     let mut engine = OrtEngine::load(&model, 2, ModelKind::Detector).unwrap();

@@ -26,17 +26,30 @@ impl Default for DecodeParams {
     }
 }
 
-/// Decodes one image's output into detections in source pixels, clipped to the
-/// `src_w`×`src_h` frame, best first.
-pub fn decode(
-    output: &[f32],
-    anchors: usize,
-    names: &[String],
-    params: &DecodeParams,
-    letterbox: &Letterbox,
-    src_size: (u32, u32),
-) -> Vec<Detection> {
-    let classes = names.len();
+/// An anchor whose best class scores at least the threshold, its box in input pixels:
+/// the output of the candidate stage ([`candidates`]), which a GPU kernel can take over
+/// so only candidates, not the whole output, leave the device.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Candidate {
+    /// Box centre x.
+    pub cx: f32,
+    /// Box centre y.
+    pub cy: f32,
+    /// Box width.
+    pub w: f32,
+    /// Box height.
+    pub h: f32,
+    /// Its best class's score.
+    pub score: f32,
+    /// Its best class (the first of equals).
+    pub class_id: u32,
+    /// Which anchor.
+    pub anchor: u32,
+}
+
+/// The candidate stage on the CPU: every anchor of one image's `[4 + classes, anchors]`
+/// output whose best class scores at least `conf`, in anchor order.
+pub fn candidates(output: &[f32], anchors: usize, classes: usize, conf: f32) -> Vec<Candidate> {
     debug_assert!(output.len() >= (4 + classes) * anchors);
     // Best class per anchor, scanning class-major so memory is read in order.
     let mut best = vec![(f32::MIN, 0u32); anchors];
@@ -48,20 +61,45 @@ pub fn decode(
             }
         }
     }
-    let (src_w, src_h) = (src_size.0 as f32, src_size.1 as f32);
-    let mut candidates: Vec<Detection> = best
-        .iter()
+    best.iter()
         .enumerate()
-        .filter(|(_, (score, _))| *score >= params.conf_threshold)
-        .map(|(a, &(score, class_id))| {
-            let (cx, cy) = (output[a], output[anchors + a]);
-            let (w, h) = (output[2 * anchors + a], output[3 * anchors + a]);
-            let (x1, y1) = letterbox.to_source(cx - w / 2.0, cy - h / 2.0);
-            let (x2, y2) = letterbox.to_source(cx + w / 2.0, cy + h / 2.0);
+        .filter(|(_, (score, _))| *score >= conf)
+        .map(|(a, &(score, class_id))| Candidate {
+            cx: output[a],
+            cy: output[anchors + a],
+            w: output[2 * anchors + a],
+            h: output[3 * anchors + a],
+            score,
+            class_id,
+            anchor: a as u32,
+        })
+        .collect()
+}
+
+/// Detections from one image's candidates, in any order (the GPU's come unordered):
+/// mapped back to source pixels, clipped to the `src_w`×`src_h` frame, NMS, best first.
+/// Equal scores are taken in anchor order, so the result does not depend on the order
+/// candidates came in.
+pub fn from_candidates(
+    candidates: &[Candidate],
+    names: &[String],
+    params: &DecodeParams,
+    letterbox: &Letterbox,
+    src_size: (u32, u32),
+) -> Vec<Detection> {
+    let mut sorted = candidates.to_vec();
+    sorted.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.anchor.cmp(&b.anchor)));
+    let (src_w, src_h) = (src_size.0 as f32, src_size.1 as f32);
+    let detections = sorted
+        .into_iter()
+        .filter(|c| (c.class_id as usize) < names.len())
+        .map(|c| {
+            let (x1, y1) = letterbox.to_source(c.cx - c.w / 2.0, c.cy - c.h / 2.0);
+            let (x2, y2) = letterbox.to_source(c.cx + c.w / 2.0, c.cy + c.h / 2.0);
             Detection {
-                class_id,
-                label: names[class_id as usize].clone(),
-                confidence: score,
+                class_id: c.class_id,
+                label: names[c.class_id as usize].clone(),
+                confidence: c.score,
                 bbox: [
                     x1.clamp(0.0, src_w),
                     y1.clamp(0.0, src_h),
@@ -71,8 +109,21 @@ pub fn decode(
             }
         })
         .collect();
-    candidates.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
-    nms(candidates, params.iou_threshold, params.max_detections)
+    nms(detections, params.iou_threshold, params.max_detections)
+}
+
+/// Decodes one image's output into detections in source pixels, clipped to the
+/// `src_w`×`src_h` frame, best first.
+pub fn decode(
+    output: &[f32],
+    anchors: usize,
+    names: &[String],
+    params: &DecodeParams,
+    letterbox: &Letterbox,
+    src_size: (u32, u32),
+) -> Vec<Detection> {
+    let found = candidates(output, anchors, names.len(), params.conf_threshold);
+    from_candidates(&found, names, params, letterbox, src_size)
 }
 
 /// Greedy class-aware NMS over candidates sorted best first.
@@ -172,5 +223,40 @@ mod tests {
         assert_eq!(iou(&a, &a), 1.0);
         assert_eq!(iou(&a, &[20.0, 20.0, 30.0, 30.0]), 0.0);
         assert!((iou(&a, &[5.0, 0.0, 15.0, 10.0]) - 1.0 / 3.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn candidates_in_any_order_give_the_same_detections_as_the_full_decode() {
+        let lb = Letterbox::fit(1280, 720, 640, 640);
+        let out = output(
+            8,
+            2,
+            &[
+                (320.0, 320.0, 100.0, 50.0, 0, 0.9),
+                (322.0, 321.0, 100.0, 50.0, 0, 0.9), // equal score: anchor order decides
+                (500.0, 100.0, 40.0, 40.0, 1, 0.6),
+                (100.0, 200.0, 20.0, 20.0, 1, 0.1),
+            ],
+        );
+        let params = DecodeParams::default();
+        let found = candidates(&out, 8, 2, params.conf_threshold);
+        assert_eq!(
+            found.iter().map(|c| c.anchor).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        assert_eq!(
+            (found[2].class_id, found[2].score, found[2].cx),
+            (1, 0.6, 500.0)
+        );
+        let want = decode(&out, 8, &names(), &params, &lb, (1280, 720));
+        let mut shuffled = found.clone();
+        shuffled.reverse();
+        assert_eq!(
+            from_candidates(&shuffled, &names(), &params, &lb, (1280, 720)),
+            want
+        );
+        // The first of two equal anchors is the one kept.
+        assert_eq!(want.len(), 2);
+        assert!((want[0].bbox[0] - lb.to_source(270.0, 0.0).0).abs() < 1e-3);
     }
 }
