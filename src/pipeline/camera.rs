@@ -7,6 +7,7 @@
 //! thread and every queued job for this camera are gone (its channel closes), which is
 //! what lets shutdown drain in-flight batches before the publishers flush.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::order::InOrder;
 use super::Readiness;
 use crate::config::{CameraConfig, SourceRef};
 use crate::decode::{DecodePlan, Decoder, Frame, FrameSelector};
@@ -46,6 +48,9 @@ pub struct Ingest {
     pub config: CameraConfig,
     /// How its video is decoded.
     pub decode: DecodePlan,
+    /// Frames sent so far: the last frame's number, so its results can be taken in
+    /// order (`super::order`).
+    pub(super) sent: Cell<u64>,
     /// The queues of the models its detectors use.
     pub queues: Vec<ModelQueue>,
     /// Where its results come back.
@@ -267,6 +272,8 @@ impl Ingest {
             );
         }
         let frame = Arc::new(frame);
+        let seq = self.sent.get() + 1;
+        self.sent.set(seq);
         // Several models with one input size share the letterboxed tensor.
         let shared = (self.queues.len() > 1).then(|| Arc::new(SharedInput::default()));
         for (i, queue) in self.queues.iter().enumerate() {
@@ -293,8 +300,14 @@ impl Ingest {
                 input: Input::Frame(shared.clone()),
                 reply: self.reply.clone(),
                 permit,
-                tag: 0,
-                notice: None,
+                // Every frame comes back, run or dropped, so results go in order.
+                tag: seq,
+                notice: Some(DropNotice::new(
+                    self.reply.clone(),
+                    queue.model(),
+                    frame.clone(),
+                    seq,
+                )),
             };
             if queue.submit(job).is_err() {
                 return false;
@@ -419,6 +432,9 @@ pub struct Results {
     pub s3_snapshots: Option<(String, String)>,
 }
 
+/// Frame results a camera holds back at most while an earlier one is missing.
+const REORDER_MAX_HELD: usize = 64;
+
 /// OCR jobs are keyed above every camera index, so they never replace one another.
 const OCR_KEY_BASE: usize = 1 << 40;
 
@@ -438,11 +454,18 @@ impl Results {
         for (_, queue) in self.detectors.iter().filter_map(|b| b.ocr.as_ref()) {
             queue.add_camera();
         }
+        // Frames come back numbered, possibly out of order (several engine workers):
+        // the detectors see them in stream order.
+        let mut order = InOrder::new(REORDER_MAX_HELD);
         let mut open = true;
         while open || !pending.is_empty() {
             tokio::select! {
                 result = rx.recv(), if open => match result {
-                    Some(result) => self.on_detections(result, &ocr_tx, &mut pending),
+                    Some(result) => {
+                        for result in order.push(result.model, result.tag, result) {
+                            self.on_detections(result, &ocr_tx, &mut pending);
+                        }
+                    }
                     None => open = false,
                 },
                 Some(result) = ocr_rx.recv() => self.on_text(result, &mut pending),

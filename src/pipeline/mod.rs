@@ -11,6 +11,7 @@
 
 mod camera;
 pub mod models;
+mod order;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -321,6 +322,7 @@ pub async fn run(
             id: id.clone(),
             config: camera.clone(),
             decode: decode.clone(),
+            sent: std::cell::Cell::new(0),
             queues,
             reply,
             metrics: camera_metrics[i].clone(),

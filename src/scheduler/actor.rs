@@ -161,6 +161,7 @@ enum Msg {
 #[derive(Clone)]
 pub struct ModelQueue {
     tx: mpsc::UnboundedSender<Msg>,
+    model: usize,
     spec: Arc<ModelSpec>,
     label: Arc<str>,
 }
@@ -213,6 +214,7 @@ impl ModelQueue {
     /// Starts the actor task (on the current runtime) and one worker thread per engine.
     pub fn start(setup: QueueSetup) -> (ModelQueue, QueueTask) {
         let spec = Arc::new(setup.engines[0].spec().clone());
+        let model = setup.model;
         let label: Arc<str> = setup.label.clone().into();
         let (tx, rx) = mpsc::unbounded_channel();
         let (idle_tx, idle_rx) = mpsc::unbounded_channel();
@@ -245,7 +247,20 @@ impl ModelQueue {
             cameras: setup.cameras,
         };
         let task = tokio::spawn(actor.run(rx, idle_rx));
-        (ModelQueue { tx, spec, label }, QueueTask { actor: task })
+        (
+            ModelQueue {
+                tx,
+                model,
+                spec,
+                label,
+            },
+            QueueTask { actor: task },
+        )
+    }
+
+    /// The model's index in the pipeline (what its results carry in `model`).
+    pub fn model(&self) -> usize {
+        self.model
     }
 
     /// The model's input and classes.
