@@ -12,6 +12,7 @@
 mod camera;
 pub mod models;
 mod order;
+mod results;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -27,8 +28,9 @@ use crate::http::{self, AppState};
 use crate::publish::{start_aws_publishers, LocalPublisher, Publisher};
 use crate::shard::Shard;
 use crate::telemetry::{CameraMetrics, Telemetry, TelemetryError};
-use camera::{Bound, Ingest, Results};
+use camera::Ingest;
 use models::{detection_model, ocr_model, ModelsError};
+use results::{Bound, Results};
 
 /// Tracks which enabled cameras have started, for `/readyz`.
 #[derive(Debug, Default)]
