@@ -55,8 +55,9 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         config: PathBuf,
     },
-    /// Measure the pipeline against the raw engine on this host (CPU): images/s,
-    /// frames/s with C cameras, their ratio, p50/p99 latency and peak RSS.
+    /// Measure the pipeline against the raw engine on this host (the CPU, or a GPU with
+    /// --backend): images/s, frames/s with C cameras, their ratio, p50/p99 latency and
+    /// peak RSS.
     Bench(Box<BenchCli>),
     /// Build a model's TensorRT engine ahead of time into the engine cache the server
     /// loads from (GPU hosts with TensorRT; exit 2 with the reason elsewhere).
