@@ -7,7 +7,7 @@
 use std::ffi::c_void;
 use std::time::Instant;
 
-use super::driver::{DeviceBuffer, DriverError, Stream};
+use super::driver::{DeviceBuffer, DriverError, Function, Stream};
 use super::kernels::matrix_arg;
 use super::letterbox::{
     interleave_uv, kernel_name, max_abs_diff, max_ulp_diff, parity_cases, reference, GpuLetterbox,
@@ -149,24 +149,26 @@ pub fn letterbox_batch(
         .map(|(k, f)| f.job(dst_w, dst_h, k))
         .collect();
     let jobs = gpu.context().upload(&jobs)?;
+    let function = gpu.module().function(batch_kernel_name(precision))?;
     // SAFETY: `jobs` holds one job per frame, each frame's planes are live, `out`
     // holds a slot per frame, and everything outlives the synchronise below.
     unsafe {
         launch_batch(
             gpu,
+            &function,
             None,
             jobs.device_ptr(),
             frames.len(),
             (dst_w, dst_h),
-            precision,
             out,
         )?;
     }
     gpu.context().synchronize()
 }
 
-/// Queues one launch of the batch kernel on `stream` (`None`: the legacy default
-/// stream) for `count` jobs at device address `jobs`, into the tensor at `out`.
+/// Queues one launch of the batch kernel `function` (from [`batch_kernel_name`] for the
+/// output's precision) on `stream` (`None`: the legacy default stream) for `count` jobs
+/// at device address `jobs`, into the tensor at `out`.
 ///
 /// # Safety
 /// `jobs` must hold `count` [`BatchJob`]s whose planes are live device memory, `out`
@@ -174,14 +176,13 @@ pub fn letterbox_batch(
 /// has run the launch.
 pub unsafe fn launch_batch(
     gpu: &GpuLetterbox,
+    function: &Function<'_>,
     stream: Option<&Stream>,
     jobs: u64,
     count: usize,
     (dst_w, dst_h): (u32, u32),
-    precision: Precision,
     out: u64,
 ) -> Result<(), DriverError> {
-    let function = gpu.module().function(batch_kernel_name(precision))?;
     let (mut jobs_ptr, mut w, mut h, mut out_ptr) = (jobs, dst_w as i32, dst_h as i32, out);
     let mut args: [*mut c_void; 4] = [
         (&mut jobs_ptr as *mut u64).cast(),
@@ -193,21 +194,23 @@ pub unsafe fn launch_batch(
     // this function's contract.
     unsafe {
         gpu.context()
-            .launch_on(stream, &function, (dst_w, dst_h, count as u32), &mut args)
+            .launch_on(stream, function, (dst_w, dst_h, count as u32), &mut args)
     }
 }
 
-/// Launches the one-frame kernel for `job` (the launch-per-frame way).
-fn launch_single(
+/// Launches the one-frame kernel `function` (from [`kernel_name`] for the job's layout
+/// and the output's precision) for `job`: the launch-per-frame way.
+///
+/// # Safety
+/// `job`'s planes must be live device memory holding its frame, and `out` must hold
+/// the job's slot of a `dst_w`×`dst_h` tensor of the kernel's precision.
+pub(super) unsafe fn launch_single(
     gpu: &GpuLetterbox,
+    function: &Function<'_>,
     job: &BatchJob,
-    layout: Layout,
-    dst_w: u32,
-    dst_h: u32,
-    precision: Precision,
+    (dst_w, dst_h): (u32, u32),
     out: u64,
 ) -> Result<(), DriverError> {
-    let function = gpu.module().function(kernel_name(layout, precision))?;
     let (mut y, mut u, mut v, mut out_ptr) = (job.y_plane, job.u_plane, job.v_plane, out);
     let mut ints = [
         job.y_stride,
@@ -230,9 +233,9 @@ fn launch_single(
     ];
     args.extend(ints.iter_mut().map(|i| (i as *mut i32).cast::<c_void>()));
     args.push((&mut out_ptr as *mut u64).cast());
-    // SAFETY: KERNEL_ARGS order (three planes, twelve ints, the output); the planes are
-    // live and `out` holds the job's slot.
-    unsafe { gpu.context().launch_2d(&function, dst_w, dst_h, &mut args) }
+    // SAFETY: KERNEL_ARGS order (three planes, twelve ints, the output); the memory per
+    // this function's contract.
+    unsafe { gpu.context().launch_2d(function, dst_w, dst_h, &mut args) }
 }
 
 /// A host frame uploaded for the checks: its buffers and where they are.
@@ -327,10 +330,18 @@ pub fn check_batch(gpu: &GpuLetterbox, runs: usize) -> Result<Vec<BatchRow>, Dri
             .map(|(k, p)| p.job(dst_w, dst_h, k))
             .collect();
         let jobs_dev = ctx.upload(&jobs)?;
+        // Kernels are looked up before timing, so both ways time launches alone.
+        let singles = layouts
+            .iter()
+            .map(|&l| gpu.module().function(kernel_name(l, precision)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let batched = gpu.module().function(batch_kernel_name(precision))?;
         let started = Instant::now();
         for _ in 0..runs.max(1) {
-            for (job, p) in jobs.iter().zip(&planes) {
-                launch_single(gpu, job, p.layout, dst_w, dst_h, precision, out)?;
+            for (i, job) in jobs.iter().enumerate() {
+                // SAFETY: the planes and output are alive until the synchronise; each
+                // job's kernel matches its layout (`layouts[i % 2]`, as uploaded).
+                unsafe { launch_single(gpu, &singles[i % 2], job, (dst_w, dst_h), out)? };
             }
         }
         ctx.synchronize()?;
@@ -341,11 +352,11 @@ pub fn check_batch(gpu: &GpuLetterbox, runs: usize) -> Result<Vec<BatchRow>, Dri
             unsafe {
                 launch_batch(
                     gpu,
+                    &batched,
                     None,
                     jobs_dev.device_ptr(),
                     n,
                     (dst_w, dst_h),
-                    precision,
                     out,
                 )?;
             }

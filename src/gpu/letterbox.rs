@@ -4,13 +4,11 @@
 //! batch tensor and (for checks) brings the slot back. The comparison helpers are pure
 //! so they are tested without a GPU; `bench/gpu-check.sh` and `tests/gpu.rs` use both.
 
-use std::ffi::c_void;
 use std::time::Instant;
 
 use super::driver::{Context, DeviceBuffer, DriverError, Module};
-use super::kernels::matrix_arg;
 use crate::decode::Frame;
-use crate::preprocess::{f16_bits, Letterbox};
+use crate::preprocess::f16_bits;
 
 /// How chroma is laid out in device memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,14 +111,6 @@ pub struct GpuLetterbox {
     module: Module,
 }
 
-/// A frame's planes on the device.
-struct DeviceFrame {
-    y: DeviceBuffer<u8>,
-    u: DeviceBuffer<u8>,
-    v: Option<DeviceBuffer<u8>>,
-    uv_stride: i32,
-}
-
 impl GpuLetterbox {
     /// Loads `ptx` (from [`super::kernels::compile_all`]) on device `ordinal`.
     pub fn new(ordinal: i32, ptx: &str) -> Result<Self, DriverError> {
@@ -170,24 +160,6 @@ impl GpuLetterbox {
         &self.module
     }
 
-    fn upload(&self, frame: &Frame, layout: Layout) -> Result<DeviceFrame, DriverError> {
-        let [y, u, v] = frame.planes();
-        Ok(match layout {
-            Layout::I420 => DeviceFrame {
-                y: self.ctx.upload(y)?,
-                u: self.ctx.upload(u)?,
-                v: Some(self.ctx.upload(v)?),
-                uv_stride: (frame.width / 2) as i32,
-            },
-            Layout::Nv12 => DeviceFrame {
-                y: self.ctx.upload(y)?,
-                u: self.ctx.upload(&interleave_uv(u, v))?,
-                v: None,
-                uv_stride: frame.width as i32,
-            },
-        })
-    }
-
     /// Letterboxes `frame` into slot `job.slot` of a zeroed `job.batch`-slot device
     /// tensor, `job.runs` times (for timing), and returns the whole batch and the mean
     /// time per run in microseconds (upload excluded).
@@ -202,57 +174,26 @@ impl GpuLetterbox {
             runs,
         } = *job;
         self.ctx.bind()?;
-        let planes = self.upload(frame, layout)?;
+        let uploaded = super::batch::upload(self, frame, layout)?;
         let len = batch * 3 * (dst_w * dst_h) as usize;
         let out: (Option<DeviceBuffer<f32>>, Option<DeviceBuffer<u16>>) = match precision {
             Precision::F32 => (Some(self.ctx.upload(&vec![0f32; len])?), None),
             Precision::F16 => (None, Some(self.ctx.upload(&vec![0u16; len])?)),
         };
         let function = self.module.function(kernel_name(layout, precision))?;
-        let lb = Letterbox::fit(frame.width, frame.height, dst_w, dst_h);
-        let mut y_ptr = planes.y.device_ptr();
-        let mut u_ptr = planes.u.device_ptr();
-        let mut v_ptr = planes
-            .v
-            .as_ref()
-            .map_or(u_ptr + 1, DeviceBuffer::device_ptr);
-        let mut out_ptr = match &out {
+        let out_ptr = match &out {
             (Some(b), _) => b.device_ptr(),
             (_, Some(b)) => b.device_ptr(),
             _ => 0,
         };
-        let mut ints: [i32; 13] = [
-            frame.width as i32,
-            planes.uv_stride,
-            frame.width as i32,
-            frame.height as i32,
-            dst_w as i32,
-            dst_h as i32,
-            lb.pad_x as i32,
-            lb.pad_y as i32,
-            lb.resized_w as i32,
-            lb.resized_h as i32,
-            matrix_arg(frame.matrix),
-            slot as i32,
-            0,
-        ];
+        let kernel_job = uploaded.planes.job(dst_w, dst_h, slot);
         let started = Instant::now();
         for _ in 0..runs.max(1) {
-            let mut args: Vec<*mut c_void> = vec![
-                (&mut y_ptr as *mut u64).cast(),
-                (&mut u_ptr as *mut u64).cast(),
-                (&mut v_ptr as *mut u64).cast(),
-            ];
-            args.extend(
-                ints[..12]
-                    .iter_mut()
-                    .map(|i| (i as *mut i32).cast::<c_void>()),
-            );
-            args.push((&mut out_ptr as *mut u64).cast());
-            // SAFETY: the arguments follow KERNEL_ARGS in kernels/preprocess.cu (three
-            // plane pointers, twelve ints, the output pointer); the planes hold the
-            // frame and the output holds `batch` slots, so every access is in bounds.
-            unsafe { self.ctx.launch_2d(&function, dst_w, dst_h, &mut args)? };
+            // SAFETY: the uploaded planes hold the frame and the output holds `batch`
+            // slots (`slot` among them), alive until the synchronise below.
+            unsafe {
+                super::batch::launch_single(self, &function, &kernel_job, (dst_w, dst_h), out_ptr)?
+            };
         }
         self.ctx.synchronize()?;
         let micros = started.elapsed().as_secs_f64() * 1e6 / runs.max(1) as f64;

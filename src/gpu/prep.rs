@@ -13,7 +13,7 @@
 
 use std::path::Path;
 
-use super::batch::{launch_batch, BatchJob, DevicePlanes};
+use super::batch::{batch_kernel_name, launch_batch, BatchJob, DevicePlanes};
 use super::driver::{DeviceBuffer, DriverError, PinnedBuffer, Stream};
 use super::kernels::{images_cached, SOURCES};
 use super::letterbox::{GpuLetterbox, Layout, Precision};
@@ -151,6 +151,10 @@ impl GpuPrep {
         // SAFETY: BatchJob is repr(C) plain data without padding (3 × u64, 12 × i32).
         let job_view = unsafe { std::slice::from_raw_parts(jobs.as_ptr().cast::<u8>(), job_bytes) };
         host[at..at + job_bytes].copy_from_slice(job_view);
+        let function = self
+            .gpu
+            .module()
+            .function(batch_kernel_name(Precision::F32))?;
         // SAFETY: the device buffers were sized above for these bytes; the staging is
         // not touched again until the stream is synchronised below.
         unsafe {
@@ -160,11 +164,11 @@ impl GpuPrep {
             ctx.copy_async(jobs_dev.device_ptr(), staging, at, job_bytes, &self.stream)?;
             launch_batch(
                 &self.gpu,
+                &function,
                 Some(&self.stream),
                 jobs_dev.device_ptr(),
                 n,
                 (self.dst_w, self.dst_h),
-                Precision::F32,
                 batch.device_ptr(),
             )?;
         }
