@@ -86,10 +86,17 @@ type CuDeviceGetAttribute = unsafe extern "C" fn(*mut c_int, c_int, c_int) -> c_
 type CuDeviceTotalMem = unsafe extern "C" fn(*mut usize, c_int) -> c_int;
 
 /// Looks for the CUDA driver (`libcuda.so.1`, or the library `KVS_INFER_CUDA_DRIVER`
-/// names) and its devices.
+/// names) and its devices, once per process: the engine's placement, the decoder's
+/// and every engine worker ask, and `cuInit` is not free on a GPU host.
 pub fn probe() -> GpuStatus {
-    let name = std::env::var("KVS_INFER_CUDA_DRIVER").unwrap_or_else(|_| "libcuda.so.1".into());
-    probe_library(&name)
+    static FOUND: std::sync::OnceLock<GpuStatus> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            let name =
+                std::env::var("KVS_INFER_CUDA_DRIVER").unwrap_or_else(|_| "libcuda.so.1".into());
+            probe_library(&name)
+        })
+        .clone()
 }
 
 /// [`probe`] with the driver library named.
