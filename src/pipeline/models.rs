@@ -130,21 +130,25 @@ pub fn start(
         on_gpu: placement.choice != Choice::Cpu,
     };
     for (i, ((path, kind), task)) in tasks.into_iter().enumerate() {
-        let engines = (0..instances)
-            .map(|_| {
-                let accel = placement.accel(
-                    &path,
-                    config.engine.fp16,
-                    crate::engine::providers::profile(
-                        config.scheduler.preferred_batch_size,
-                        config.scheduler.max_batch_size,
-                    ),
-                    &config.engine.engines_dir,
-                )?;
-                OrtEngine::load_with(&path, threads, kind, &accel)
-                    .map(|e| Box::new(e) as Box<dyn Engine>)
+        // Once per model: for TensorRT this hashes the model file for its cache key.
+        let engines = placement
+            .accel(
+                &path,
+                config.engine.fp16,
+                crate::engine::providers::profile(
+                    config.scheduler.preferred_batch_size,
+                    config.scheduler.max_batch_size,
+                ),
+                &config.engine.engines_dir,
+            )
+            .and_then(|accel| {
+                (0..instances)
+                    .map(|_| {
+                        OrtEngine::load_with(&path, threads, kind, &accel)
+                            .map(|e| Box::new(e) as Box<dyn Engine>)
+                    })
+                    .collect::<Result<Vec<_>, _>>()
             })
-            .collect::<Result<Vec<_>, _>>()
             .map_err(|e| match (kind, e) {
                 (ModelKind::Recognizer, EngineError::Model { model, message }) => EngineError::Model {
                     model,
