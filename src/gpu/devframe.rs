@@ -121,16 +121,26 @@ impl DeviceNv12 {
     /// The picture on the host as tight I420 planes (Y, U, V).
     pub fn download(&self) -> Result<[Vec<u8>; 3], DriverError> {
         self.ctx.bind()?;
-        let (w, h) = (self.width as usize, self.height as usize);
-        let mut y = vec![0u8; w * h];
-        let mut uv = vec![0u8; w * h / 2];
         let base = self.base();
-        self.ctx
-            .copy_plane_to_host(base, self.pitch, w, h, &mut y)?;
-        self.ctx
-            .copy_plane_to_host(base + self.uv_offset as u64, self.pitch, w, h / 2, &mut uv)?;
-        Ok(split_uv(y, &uv))
+        let at = (base, base + self.uv_offset as u64, self.pitch);
+        download_nv12(&self.ctx, at, self.width, self.height)
     }
+}
+
+/// A `width`×`height` NV12 picture in device memory (luma at `y`, interleaved chroma
+/// at `uv`, both `pitch` bytes per row) copied to the host as tight I420 planes.
+pub fn download_nv12(
+    ctx: &Context,
+    (y, uv, pitch): (u64, u64, usize),
+    width: u32,
+    height: u32,
+) -> Result<[Vec<u8>; 3], DriverError> {
+    let (w, h) = (width as usize, height as usize);
+    let mut luma = vec![0u8; w * h];
+    let mut chroma = vec![0u8; w * h / 2];
+    ctx.copy_plane_to_host(y, pitch, w, h, &mut luma)?;
+    ctx.copy_plane_to_host(uv, pitch, w, h / 2, &mut chroma)?;
+    Ok(split_uv(luma, &chroma))
 }
 
 /// I420 planes from a luma plane and an interleaved (NV12) chroma plane.

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use ffi::*;
 
-use super::devframe::FramePool;
+use super::devframe::{download_nv12, FramePool};
 use super::driver::{Context, DriverError};
 use crate::decode::annexb::AnnexB;
 use crate::decode::{ColorMatrix, Frame};
@@ -267,12 +267,8 @@ impl Mapped<'_> {
         received_at: std::time::Instant,
         wall_ms: i64,
     ) -> Result<Frame, NvdecError> {
-        let (w, h) = (self.width as usize, self.height as usize);
-        let mut y = vec![0u8; w * h];
-        let mut uv = vec![0u8; w * h / 2];
-        let ctx = &self.decoder.ctx;
-        ctx.copy_plane_to_host(self.y_ptr(), self.pitch, w, h, &mut y)?;
-        ctx.copy_plane_to_host(self.uv_ptr(), self.pitch, w, h / 2, &mut uv)?;
+        let at = (self.y_ptr(), self.uv_ptr(), self.pitch);
+        let planes = download_nv12(&self.decoder.ctx, at, self.width, self.height)?;
         Ok(Frame::from_planes(
             self.width,
             self.height,
@@ -280,7 +276,7 @@ impl Mapped<'_> {
             received_at,
             wall_ms,
             self.matrix,
-            crate::gpu::devframe::split_uv(y, &uv),
+            planes,
         ))
     }
 }
