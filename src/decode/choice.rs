@@ -74,21 +74,11 @@ impl DecodePlan {
 
     /// The same plan, with NVDEC's kept pictures left in device memory when `on`
     /// (every model runs on the GPU, whose preprocessing reads them there).
-    pub fn with_device_frames(self, on: bool) -> Self {
-        match self {
-            DecodePlan::Nvdec {
-                device_id,
-                extra_surfaces,
-                fallback,
-                ..
-            } => DecodePlan::Nvdec {
-                device_id,
-                extra_surfaces,
-                fallback,
-                device_frames: on,
-            },
-            cpu => cpu,
+    pub fn with_device_frames(mut self, on: bool) -> Self {
+        if let DecodePlan::Nvdec { device_frames, .. } = &mut self {
+            *device_frames = on;
         }
+        self
     }
 
     /// A decoder for one stream, keeping what `selector` selects.
