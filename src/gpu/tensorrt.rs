@@ -33,8 +33,15 @@ impl std::fmt::Display for TrtVersion {
     }
 }
 
-/// The TensorRT library this host has and its version, or why there is none.
+/// The TensorRT library this host has and its version, or why there is none; found
+/// once per process (the host capabilities and the placement both ask, and each look
+/// opens and closes a library of hundreds of megabytes).
 pub fn version() -> Result<TrtVersion, String> {
+    static FOUND: std::sync::OnceLock<Result<TrtVersion, String>> = std::sync::OnceLock::new();
+    FOUND.get_or_init(find).clone()
+}
+
+fn find() -> Result<TrtVersion, String> {
     let names: Vec<String> = match std::env::var("KVS_INFER_TENSORRT") {
         Ok(name) => vec![name],
         Err(_) => LIBRARIES.iter().map(|s| s.to_string()).collect(),
