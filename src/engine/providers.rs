@@ -1,7 +1,7 @@
 //! ONNX Runtime's GPU execution providers: asking the loaded runtime which it has
-//! ([`host_caps`]), settling where models run ([`Placement`]) and configuring them for a model ([`dispatch`]): CUDA on a device,
-//! or TensorRT with fp16, an optimisation profile for batch 1..max and the engine cache
-//! of [`super::accel::engine_dir`]. Registration fails loudly (`error_on_failure`), so
+//! ([`host_caps`]), settling where models run ([`Placement`]) and configuring them for
+//! a model ([`dispatch`]): CUDA on a device, or TensorRT with fp16, an optimisation
+//! profile for batch 1..max and the engine cache of [`super::accel::engine_dir`]. Registration fails loudly (`error_on_failure`), so
 //! a provider that cannot start is a start-up error, never a silent run on the CPU.
 
 use ort::ep::{ExecutionProvider, ExecutionProviderDispatch, TensorRT, CUDA};
@@ -19,16 +19,15 @@ pub fn host_caps() -> HostCaps {
     let gpu = crate::gpu::probe();
     let gpu_missing = (!gpu.is_available()).then(|| gpu.summary());
     let runtime = super::onnx::runtime_library();
-    let has = |name: &str, available: ort::Result<bool>| {
-        match (&runtime, available) {
+    let has = |name: &str, available: ort::Result<bool>| match (&runtime, available) {
         (Err(e), _) => Some(e.to_string()),
         (Ok(_), Ok(true)) => None,
         (Ok(lib), Ok(false)) => Some(format!(
-            "the ONNX Runtime in use ({}) has no {name} execution provider; point ORT_DYLIB_PATH at a GPU build (onnxruntime-linux-x64-gpu)",
+            "the ONNX Runtime in use ({}) has no {name} execution provider; \
+             point ORT_DYLIB_PATH at a GPU build (onnxruntime-linux-x64-gpu)",
             lib.display()
         )),
         (Ok(_), Err(e)) => Some(format!("ONNX Runtime cannot list its providers: {e}")),
-    }
     };
     let cuda_ep_missing = has("CUDA", <CUDA as ExecutionProvider>::is_available());
     let trt_missing = has("TensorRT", <TensorRT as ExecutionProvider>::is_available())
