@@ -5,7 +5,7 @@
 //! and, for TensorRT, `libnvinfer`; otherwise says which is missing.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kvs_infer::config::Backend;
 use kvs_infer::decode::{ColorMatrix, Frame};
@@ -13,6 +13,8 @@ use kvs_infer::engine::onnx::OrtEngine;
 use kvs_infer::engine::providers::Placement;
 use kvs_infer::engine::{BatchOutput, Engine, ModelKind};
 use kvs_infer::gpu::prep::GpuPrep;
+
+use super::rate;
 
 fn frame() -> Frame {
     Frame::pattern(1280, 720, ColorMatrix::Bt709, 7)
@@ -43,14 +45,7 @@ fn on_device(
 /// Frames per second through GPU preprocessing and the engine at `batch`.
 fn pipeline_rate(engine: &mut OrtEngine, prep: &mut GpuPrep, batch: usize) -> Result<f64, String> {
     let mut out = BatchOutput::default();
-    on_device(engine, prep, batch, &mut out)?;
-    let started = Instant::now();
-    let mut frames = 0;
-    while started.elapsed() < Duration::from_secs(2) {
-        on_device(engine, prep, batch, &mut out)?;
-        frames += batch;
-    }
-    Ok(frames as f64 / started.elapsed().as_secs_f64())
+    rate(batch, || on_device(engine, prep, batch, &mut out))
 }
 
 /// Largest class-score difference (channels 4..) between two outputs of one image.
@@ -69,18 +64,11 @@ fn score_diff(a: &BatchOutput, b: &BatchOutput) -> f32 {
 fn images_per_second(engine: &mut OrtEngine, batch: usize) -> Result<f64, String> {
     let data = input(batch);
     let mut out = BatchOutput::default();
-    engine
-        .run(&data, batch, &mut out)
-        .map_err(|e| e.to_string())?;
-    let started = Instant::now();
-    let mut images = 0;
-    while started.elapsed() < Duration::from_secs(2) {
+    rate(batch, || {
         engine
             .run(&data, batch, &mut out)
-            .map_err(|e| e.to_string())?;
-        images += batch;
-    }
-    Ok(images as f64 / started.elapsed().as_secs_f64())
+            .map_err(|e| e.to_string())
+    })
 }
 
 /// Prints the engine table; false when a check failed.

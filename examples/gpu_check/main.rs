@@ -23,6 +23,7 @@ mod engine;
 
 use std::io::{Read, Write};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use kvs_infer::gpu::batch::check_batch;
 use kvs_infer::gpu::kernels::{images_cached, SOURCES};
@@ -35,6 +36,19 @@ const TARGETS: [(i32, i32); 5] = [(7, 5), (8, 0), (8, 6), (8, 9), (9, 0)];
 fn fail(what: &str, e: impl std::fmt::Display) -> ! {
     println!("| {what} | FAIL: {e} |");
     std::process::exit(1);
+}
+
+/// Images per second through `run`, which handles `batch` images a call: one call to
+/// warm up, then as many as fit in two seconds.
+fn rate(batch: usize, mut run: impl FnMut() -> Result<(), String>) -> Result<f64, String> {
+    run()?;
+    let started = Instant::now();
+    let mut images = 0;
+    while started.elapsed() < Duration::from_secs(2) {
+        run()?;
+        images += batch;
+    }
+    Ok(images as f64 / started.elapsed().as_secs_f64())
 }
 
 fn prepare(dir: &Path) {
@@ -159,16 +173,10 @@ fn preprocessing(kernels: &Path) -> bool {
                 err = err.max(max_abs_diff(&got[k * slot..(k + 1) * slot], &want));
             }
         }
-        let started = std::time::Instant::now();
-        let mut batches = 0;
-        while started.elapsed().as_secs_f64() < 2.0 {
-            prep.prepare(&refs).map_err(|e| e.to_string())?;
-            batches += 1;
-        }
-        Ok((
-            err,
-            (batches * refs.len()) as f64 / started.elapsed().as_secs_f64(),
-        ))
+        let fps = rate(refs.len(), || {
+            prep.prepare(&refs).map(drop).map_err(|e| e.to_string())
+        })?;
+        Ok((err, fps))
     };
     let one = run();
     let two: Vec<Result<(f32, f64), String>> = std::thread::scope(|s| {
