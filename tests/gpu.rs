@@ -179,6 +179,20 @@ fn on_a_gpu_the_kernels_match_the_cpu_reference_and_write_only_their_slot() {
 }
 
 #[test]
+fn on_a_gpu_the_candidate_kernel_finds_exactly_the_cpu_references_candidates() {
+    use kvs_infer::gpu::candidates::{check_parity, GpuCandidates};
+    if !kvs_infer::gpu::probe().is_available() {
+        skip("no GPU: candidate-kernel parity runs when one is present (bench/gpu-check.sh)");
+        return;
+    }
+    let cache = temp_dir("gpu-candidate-kernels");
+    let mut gpu = GpuCandidates::new(0, &cache).unwrap_or_else(|e| panic!("{e}"));
+    let rows = check_parity(&mut gpu, 1).unwrap_or_else(|e| panic!("{e}"));
+    let failed: Vec<_> = rows.iter().filter(|r| !r.equal).collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+}
+
+#[test]
 fn compiled_kernels_are_cached_and_read_back_without_compiling() {
     use kvs_infer::gpu::kernels::{cache_path, ptx_cached};
     let Some(nvrtc) = nvrtc() else { return };

@@ -204,6 +204,43 @@ impl Context {
         })
     }
 
+    /// Queues setting `count` 32-bit words at device `dst` to zero on `stream`.
+    ///
+    /// # Safety
+    /// `dst` must be device memory of this context with room for `count` words, valid
+    /// until the stream has run the set.
+    pub unsafe fn zero_async(
+        &self,
+        dst: u64,
+        count: usize,
+        stream: &Stream,
+    ) -> Result<(), DriverError> {
+        // SAFETY: per this function's contract.
+        self.api.check("cuMemsetD32Async", unsafe {
+            (self.api.memset_d32_async)(dst, 0, count, stream.raw)
+        })
+    }
+
+    /// Copies `host.len()` values from device address `src` into `host`, waiting for
+    /// the copy (work queued on non-blocking streams is not waited for: synchronise the
+    /// stream that wrote `src` first).
+    ///
+    /// # Safety
+    /// `src` must be device memory of this context holding `host.len()` values of `T`.
+    pub unsafe fn copy_to_host<T: Copy>(
+        &self,
+        host: &mut [T],
+        src: u64,
+    ) -> Result<(), DriverError> {
+        if host.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: `host` has room for what is copied; `src` per this function's contract.
+        self.api.check("cuMemcpyDtoH", unsafe {
+            (self.api.dtoh)(host.as_mut_ptr().cast(), src, std::mem::size_of_val(host))
+        })
+    }
+
     /// Copies `host` to device address `dst`.
     ///
     /// # Safety
@@ -303,16 +340,34 @@ impl Context {
         args: &mut [*mut c_void],
     ) -> Result<(), DriverError> {
         let (bx, by) = (16, 16);
+        let grid = (width.div_ceil(bx), height.div_ceil(by), depth.max(1));
+        // SAFETY: per this function's contract.
+        unsafe { self.launch_grid(stream, function, grid, (bx, by, 1), args) }
+    }
+
+    /// Launches `function` on `stream` (`None`: the legacy default stream) with `grid`
+    /// blocks of `block` threads, without waiting for it.
+    ///
+    /// # Safety
+    /// As for [`Context::launch_on`].
+    pub unsafe fn launch_grid(
+        &self,
+        stream: Option<&Stream>,
+        function: &Function<'_>,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        args: &mut [*mut c_void],
+    ) -> Result<(), DriverError> {
         // SAFETY: per this function's contract.
         self.api.check("cuLaunchKernel", unsafe {
             (self.api.launch)(
                 function.raw,
-                width.div_ceil(bx),
-                height.div_ceil(by),
-                depth.max(1),
-                bx,
-                by,
-                1,
+                grid.0,
+                grid.1,
+                grid.2,
+                block.0,
+                block.1,
+                block.2,
                 0,
                 stream.map_or(std::ptr::null_mut(), |s| s.raw),
                 args.as_mut_ptr(),

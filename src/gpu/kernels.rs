@@ -1,12 +1,15 @@
 //! Our CUDA kernels: their sources (embedded from `kernels/`), their entry points, and
 //! compiling them with NVRTC for a GPU architecture.
 //!
-//! The preprocessing kernels write one frame into slot `k` of a batch tensor
-//! `[batch, 3, dst_h, dst_w]` exactly as [`crate::preprocess::cpu::letterbox_into`]
-//! does (fp32), or its [`crate::preprocess::f16_bits`] (fp16). Parity with the CPU
-//! reference is checked on a GPU by `bench/gpu-check.sh`; every kernel's compilation is
-//! checked in CI with NVRTC alone.
+//! The preprocessing kernels ([`PREPROCESS`]) write one frame into slot `k` of a batch
+//! tensor `[batch, 3, dst_h, dst_w]` exactly as
+//! [`crate::preprocess::cpu::letterbox_into`] does (fp32), or its
+//! [`crate::preprocess::f16_bits`] (fp16). The post-processing kernel ([`POSTPROCESS`])
+//! finds a detector's candidates as [`crate::postprocess::yolo::candidates`] does.
+//! Parity with the CPU references is checked on a GPU by `tests/gpu.rs` and
+//! `bench/gpu-check.sh`; every kernel's compilation is checked in CI with NVRTC alone.
 
+use super::driver::{Context, DriverError, Module};
 use super::nvrtc::{Nvrtc, NvrtcError};
 use crate::decode::ColorMatrix;
 
@@ -21,8 +24,8 @@ pub struct KernelSource {
     pub entry_points: &'static [&'static str],
 }
 
-/// Every kernel the server uses.
-pub const SOURCES: &[KernelSource] = &[KernelSource {
+/// The preprocessing kernels: a frame into a slot of the batch tensor.
+pub const PREPROCESS: KernelSource = KernelSource {
     file: "preprocess.cu",
     source: include_str!("../../kernels/preprocess.cu"),
     entry_points: &[
@@ -33,7 +36,17 @@ pub const SOURCES: &[KernelSource] = &[KernelSource {
         "letterbox_batch_f32",
         "letterbox_batch_f16",
     ],
-}];
+};
+
+/// The post-processing kernels: a detector's output down to its candidates.
+pub const POSTPROCESS: KernelSource = KernelSource {
+    file: "postprocess.cu",
+    source: include_str!("../../kernels/postprocess.cu"),
+    entry_points: &["yolo_candidates"],
+};
+
+/// Every kernel the server uses.
+pub const SOURCES: &[KernelSource] = &[PREPROCESS, POSTPROCESS];
 
 /// The `matrix` argument of the preprocessing kernels for a frame's colour matrix.
 pub fn matrix_arg(matrix: ColorMatrix) -> i32 {
@@ -100,6 +113,48 @@ pub fn images_cached(
             .chain(ptx.ok().map(Image::Ptx))
             .collect()),
     }
+}
+
+/// `kernel`'s images for GPU `device_id` of this host, best first (see
+/// [`images_cached`]), with the cache under `dir`.
+pub fn images_for_device(
+    device_id: i32,
+    kernel: &KernelSource,
+    dir: &std::path::Path,
+) -> Result<Vec<Image>, String> {
+    let crate::gpu::GpuStatus::Available { devices, .. } = crate::gpu::probe() else {
+        return Err("no usable GPU".into());
+    };
+    let device = devices
+        .iter()
+        .find(|d| d.ordinal == device_id)
+        .ok_or_else(|| format!("GPU {device_id} is not on this host"))?;
+    images_cached(dir, kernel, device.compute_capability, &mut None).map_err(|e| e.to_string())
+}
+
+/// Loads the first of `images` (best first) that this GPU and driver accept into
+/// `ctx`; the image kind loaded is returned with it. A cubin for another GPU, or PTX
+/// newer than the driver, is passed over for the next.
+pub fn load_first(ctx: &Context, images: &[Image]) -> Result<(Module, &'static str), DriverError> {
+    let mut errors = Vec::new();
+    for image in images {
+        let module = match image {
+            Image::Cubin(bytes) => ctx.load_cubin(bytes),
+            Image::Ptx(text) => ctx.load_ptx(text),
+        };
+        match module {
+            Ok(module) => return Ok((module, image.kind())),
+            Err(e) => errors.push(format!("{}: {e}", image.kind())),
+        }
+    }
+    Err(DriverError::Unavailable(format!(
+        "no kernel image loads here ({})",
+        if errors.is_empty() {
+            "none given".into()
+        } else {
+            errors.join("; ")
+        }
+    )))
 }
 
 /// Compiles every source for `arch`; the PTX of each, by file name. The first failure
@@ -195,7 +250,7 @@ mod tests {
     #[test]
     fn cache_names_change_with_the_source_and_the_architecture() {
         let dir = std::path::Path::new("/c");
-        let k = SOURCES[0];
+        let k = PREPROCESS;
         let edited = KernelSource {
             source: "// edited\n",
             ..k
@@ -209,9 +264,9 @@ mod tests {
 
     #[test]
     fn matrices_and_architectures_map_as_the_kernels_expect() {
-        assert!(SOURCES[0].source.contains("#define MATRIX_BT601 0"));
-        assert!(SOURCES[0].source.contains("#define MATRIX_BT709 1"));
-        assert!(SOURCES[0].source.contains("#define MATRIX_BT601_FULL 2"));
+        assert!(PREPROCESS.source.contains("#define MATRIX_BT601 0"));
+        assert!(PREPROCESS.source.contains("#define MATRIX_BT709 1"));
+        assert!(PREPROCESS.source.contains("#define MATRIX_BT601_FULL 2"));
         assert_eq!(matrix_arg(ColorMatrix::Bt601), 0);
         assert_eq!(matrix_arg(ColorMatrix::Bt709), 1);
         assert_eq!(matrix_arg(ColorMatrix::Bt601Full), 2);

@@ -127,27 +127,9 @@ impl GpuLetterbox {
         ordinal: i32,
         images: &[super::kernels::Image],
     ) -> Result<(Self, &'static str), DriverError> {
-        use super::kernels::Image;
         let ctx = Context::new(ordinal)?;
-        let mut errors = Vec::new();
-        for image in images {
-            let module = match image {
-                Image::Cubin(bytes) => ctx.load_cubin(bytes),
-                Image::Ptx(text) => ctx.load_ptx(text),
-            };
-            match module {
-                Ok(module) => return Ok((Self { ctx, module }, image.kind())),
-                Err(e) => errors.push(format!("{}: {e}", image.kind())),
-            }
-        }
-        Err(DriverError::Unavailable(format!(
-            "no kernel image loads here ({})",
-            if errors.is_empty() {
-                "none given".into()
-            } else {
-                errors.join("; ")
-            }
-        )))
+        let (module, kind) = super::kernels::load_first(&ctx, images)?;
+        Ok((Self { ctx, module }, kind))
     }
 
     /// The context the kernels run in.

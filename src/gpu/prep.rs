@@ -15,7 +15,7 @@ use std::path::Path;
 
 use super::batch::{batch_kernel_name, launch_batch, BatchJob, DevicePlanes};
 use super::driver::{DeviceBuffer, DriverError, PinnedBuffer, Stream};
-use super::kernels::{images_cached, SOURCES};
+use super::kernels::{images_for_device, PREPROCESS};
 use super::letterbox::{GpuLetterbox, Layout, Precision};
 use crate::decode::Frame;
 use crate::preprocess::Letterbox;
@@ -36,7 +36,7 @@ pub struct GpuPrep {
 
 /// `buf` when it holds at least `len`, else a new one from `alloc` with a quarter more
 /// room, so a stream of slowly growing batches does not allocate every time.
-fn grown<B>(
+pub(super) fn grown<B>(
     buf: &mut Option<B>,
     len: usize,
     size: impl Fn(&B) -> usize,
@@ -58,20 +58,7 @@ impl GpuPrep {
         dst_h: u32,
         kernel_cache: &Path,
     ) -> Result<Self, String> {
-        let crate::gpu::GpuStatus::Available { devices, .. } = crate::gpu::probe() else {
-            return Err("no usable GPU".into());
-        };
-        let device = devices
-            .iter()
-            .find(|d| d.ordinal == device_id)
-            .ok_or_else(|| format!("GPU {device_id} is not on this host"))?;
-        let images = images_cached(
-            kernel_cache,
-            &SOURCES[0],
-            device.compute_capability,
-            &mut None,
-        )
-        .map_err(|e| e.to_string())?;
+        let images = images_for_device(device_id, &PREPROCESS, kernel_cache)?;
         let (gpu, _) = GpuLetterbox::load(device_id, &images).map_err(|e| e.to_string())?;
         let stream = gpu.context().stream().map_err(|e| e.to_string())?;
         Ok(Self {

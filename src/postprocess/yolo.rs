@@ -27,9 +27,11 @@ impl Default for DecodeParams {
 }
 
 /// An anchor whose best class scores at least the threshold, its box in input pixels:
-/// the output of the candidate stage ([`candidates`]), which a GPU kernel can take over
-/// so only candidates, not the whole output, leave the device.
+/// the output of the candidate stage ([`candidates`]), which a GPU kernel
+/// (`kernels/postprocess.cu`, laid out as this) takes over so only candidates, not the
+/// whole output, leave the device.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[repr(C)]
 pub struct Candidate {
     /// Box centre x.
     pub cx: f32,

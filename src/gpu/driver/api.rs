@@ -58,6 +58,8 @@ pub(super) struct Api {
         unsafe extern "C" fn(CuDevicePtr, CuDevicePtr, usize, CuStream) -> CuResult,
     pub(super) host_alloc: unsafe extern "C" fn(*mut *mut c_void, usize, c_uint) -> CuResult,
     pub(super) free_host: unsafe extern "C" fn(*mut c_void) -> CuResult,
+    pub(super) memset_d32_async:
+        unsafe extern "C" fn(CuDevicePtr, c_uint, usize, CuStream) -> CuResult,
 }
 
 /// `CUmemorytype`: host and device.
@@ -123,6 +125,7 @@ impl Api {
             dtod_async: sym!("cuMemcpyDtoDAsync_v2"),
             host_alloc: sym!("cuMemHostAlloc"),
             free_host: sym!("cuMemFreeHost"),
+            memset_d32_async: sym!("cuMemsetD32Async"),
             _lib: lib,
         })
     }
