@@ -104,3 +104,71 @@ fn a_batch_equals_each_image_run_alone() {
         }
     }
 }
+
+#[test]
+fn a_kept_output_is_the_plain_runs_output_left_in_the_engines_own_memory() {
+    use kvs_infer::engine::BatchInput;
+    let (Some(clip), Some(model)) = (
+        fixture("video/person-motorcycle-720p.mp4"),
+        fixture("models/yolov8n-coco.onnx"),
+    ) else {
+        common::skip("no demo clip or yolov8n-coco.onnx (scripts/fetch-assets.sh)");
+        return;
+    };
+    let mut engine = OrtEngine::load(&model, 2, ModelKind::Detector).unwrap();
+    let spec = engine.spec().clone();
+    let frames = frames(&clip, 2);
+    let slot = 3 * (spec.width * spec.height) as usize;
+    let mut input = vec![0.0; slot * frames.len()];
+    for (k, f) in frames.iter().enumerate() {
+        letterbox_into(
+            f,
+            spec.width,
+            spec.height,
+            &mut input[k * slot..(k + 1) * slot],
+        );
+    }
+    let mut plain = BatchOutput::default();
+    engine.run(&input, 2, &mut plain).unwrap();
+
+    // The plain run has taught the engine the output's shape (if the model did not
+    // fix it), so the output now stays where the session made it: here, host memory.
+    let mut untouched = BatchOutput::default();
+    let kept = engine
+        .run_kept(BatchInput::Host(&input), 2, &mut untouched)
+        .unwrap()
+        .expect("the output shape is known");
+    assert!(
+        untouched.data.is_empty(),
+        "a kept run does not fill the host output"
+    );
+    assert_eq!(kept.device, None);
+    assert_eq!(
+        (kept.dims.batch, kept.dims.channels, kept.dims.anchors),
+        (2, plain.channels, plain.anchors)
+    );
+    let values = kept.host_values().unwrap();
+    assert_eq!(values.len(), plain.data.len());
+    let worst = values
+        .iter()
+        .zip(&plain.data)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst <= 1e-4, "kept and plain outputs differ by {worst}");
+
+    // Each kept run has a tensor of its own, alive as long as its KeptOutput.
+    let again = engine
+        .run_kept(BatchInput::Host(&input[..slot]), 1, &mut untouched)
+        .unwrap()
+        .unwrap();
+    assert_ne!(again.ptr, kept.ptr);
+    assert_eq!(again.dims.batch, 1);
+    let first = &kept.host_values().unwrap()[..plain.channels * plain.anchors];
+    let alone = again.host_values().unwrap();
+    let worst = first
+        .iter()
+        .zip(alone)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst <= 1e-3, "image 0 alone vs in the batch: {worst}");
+}

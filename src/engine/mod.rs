@@ -68,6 +68,52 @@ impl BatchOutput {
     }
 }
 
+/// The shape of a batch's 3-D output: `[batch, channels, anchors]` for a detector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputDims {
+    /// Images.
+    pub batch: usize,
+    /// 4 box values + class scores (+ mask coefficients).
+    pub channels: usize,
+    /// Candidate boxes per image.
+    pub anchors: usize,
+}
+
+/// Where a batch's NCHW f32 input lies.
+#[derive(Debug, Clone, Copy)]
+pub enum BatchInput<'a> {
+    /// In host memory.
+    Host(&'a [f32]),
+    /// In device memory on [`Engine::device`], at this address.
+    Device(u64),
+}
+
+/// A batch's output the engine left where its session made it
+/// ([`Engine::run_kept`]): in device memory for a GPU session, so the next stage can
+/// read it there (the candidate kernel, [`crate::gpu::candidates`]) and only what
+/// matters crosses to the host. Valid while this lives.
+pub struct KeptOutput {
+    /// Address of the `[batch, channels, anchors]` f32 values.
+    pub ptr: u64,
+    /// The GPU whose memory holds them; `None` for host memory.
+    pub device: Option<i32>,
+    /// Their shape.
+    pub dims: OutputDims,
+    /// What keeps the memory alive (the runtime's tensor).
+    pub(crate) _keep: Box<dyn std::any::Any>,
+}
+
+impl KeptOutput {
+    /// The values, when they are in host memory.
+    pub fn host_values(&self) -> Option<&[f32]> {
+        let len = self.dims.batch * self.dims.channels * self.dims.anchors;
+        // SAFETY: host memory of `len` f32s, kept alive by `_keep` while `self` lives.
+        self.device
+            .is_none()
+            .then(|| unsafe { std::slice::from_raw_parts(self.ptr as usize as *const f32, len) })
+    }
+}
+
 /// Why an engine could not load or run.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -135,5 +181,22 @@ pub trait Engine: Send {
             backend: self.name(),
             reason: "this engine reads its inputs from host memory".into(),
         })
+    }
+
+    /// Runs `batch` images from `input` and, when the engine can, keeps a detector's
+    /// output where the session made it (device memory for a GPU session) and returns
+    /// it; otherwise fills `output` on the host and returns `None`, as
+    /// [`Engine::run`] and [`Engine::run_device`] do.
+    fn run_kept(
+        &mut self,
+        input: BatchInput<'_>,
+        batch: usize,
+        output: &mut BatchOutput,
+    ) -> Result<Option<KeptOutput>, EngineError> {
+        match input {
+            BatchInput::Host(values) => self.run(values, batch, output)?,
+            BatchInput::Device(address) => self.run_device(address, batch, output)?,
+        }
+        Ok(None)
     }
 }

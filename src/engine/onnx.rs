@@ -10,12 +10,15 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ort::environment::Environment;
-use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
-use ort::session::{Session, SessionInputValue};
-use ort::value::{Shape, TensorElementType, TensorRef, TensorRefMut, ValueType};
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
+use ort::session::{OutputSelector, RunOptions, Session, SessionInputValue};
+use ort::value::{Shape, Tensor, TensorElementType, TensorRef, TensorRefMut, ValueType};
 
 use super::accel::Accel;
-use super::{parse_names, providers, BatchOutput, Engine, EngineError, ModelKind, ModelSpec};
+use super::{
+    parse_names, providers, BatchInput, BatchOutput, Engine, EngineError, KeptOutput, ModelKind,
+    ModelSpec, OutputDims,
+};
 
 const BACKEND: &str = "cpu";
 const LIB_NAME: &str = "libonnxruntime.so";
@@ -106,11 +109,17 @@ pub fn runtime_library() -> Result<PathBuf, EngineError> {
 
 /// One ONNX Runtime session: on the CPU, or on a GPU through a provider.
 pub struct OrtEngine {
+    /// Allocates kept outputs ([`Engine::run_kept`]) in the session's memory; made on
+    /// first need, and dropped before the session.
+    allocator: Option<Allocator>,
     session: Session,
     spec: ModelSpec,
     name: &'static str,
     /// The GPU a CUDA or TensorRT session runs on.
     device: Option<i32>,
+    /// A detector's output channels and anchors, once known: from the model when its
+    /// output shape is fixed, else from the first batch run.
+    out_dims: Option<(usize, usize)>,
 }
 
 impl OrtEngine {
@@ -147,12 +156,15 @@ impl OrtEngine {
             ModelKind::Recognizer => inspect_recognizer(path, &session),
         }
         .map_err(model_err)?;
+        let out_dims = fixed_output_dims(&session, kind);
         if *accel == Accel::Cpu {
             return Ok(Self {
+                allocator: None,
                 session,
                 spec,
                 name: BACKEND,
                 device: None,
+                out_dims,
             });
         }
         drop(session);
@@ -178,11 +190,25 @@ impl OrtEngine {
             Accel::TensorRt(o) => Some(o.device_id),
         };
         Ok(Self {
+            allocator: None,
             session,
             spec,
             name: accel.name(),
             device,
+            out_dims,
         })
+    }
+}
+
+/// A detector's output channels and anchors when the model fixes them.
+fn fixed_output_dims(session: &Session, kind: ModelKind) -> Option<(usize, usize)> {
+    if kind != ModelKind::Detector {
+        return None;
+    }
+    let (_, shape) = dims(session.outputs().first()?.dtype())?;
+    match shape[..] {
+        [_, c, a] if c > 0 && a > 0 => Some((c as usize, a as usize)),
+        _ => None,
     }
 }
 
@@ -359,7 +385,112 @@ impl OrtEngine {
             .run(ort::inputs![self.spec.input_name.as_str() => tensor])
             .map_err(|e| e.to_string());
         let read = outputs.and_then(|o| read_output(&o, batch, output));
-        read.map_err(|e| self.run_error(batch, e))
+        read.map_err(|e| self.run_error(batch, e))?;
+        if self.spec.kind == ModelKind::Detector {
+            self.out_dims = Some((output.channels, output.anchors));
+        }
+        Ok(())
+    }
+
+    /// `batch` images of device memory at `input`, as an input tensor.
+    fn device_tensor(
+        &self,
+        input: u64,
+        batch: usize,
+    ) -> Result<SessionInputValue<'static>, EngineError> {
+        let Some(device) = self.device else {
+            return Err(self.run_error(batch, "a CPU session cannot read device memory".into()));
+        };
+        let info = MemoryInfo::new(
+            AllocationDevice::CUDA,
+            device,
+            AllocatorType::Device,
+            MemoryType::Default,
+        )
+        .map_err(|e| self.run_error(batch, e.to_string()))?;
+        let shape = Shape::new(self.input_shape(batch));
+        // SAFETY: the caller's `input` is device memory on `device` holding `batch`
+        // NCHW f32 images of the model's size, alive for the run.
+        let tensor =
+            unsafe { TensorRefMut::<f32>::from_raw(info, input as usize as *mut _, shape) }
+                .map_err(|e| self.run_error(batch, e.to_string()))?;
+        Ok(tensor.into())
+    }
+
+    /// The allocator for outputs kept in the session's memory: the GPU's for a GPU
+    /// session (ONNX Runtime's CUDA arena), the host's otherwise.
+    fn kept_allocator(&mut self) -> Result<&Allocator, String> {
+        if self.allocator.is_none() {
+            let allocator = match self.device {
+                None => Allocator::default(),
+                Some(device) => {
+                    let info = MemoryInfo::new(
+                        AllocationDevice::CUDA,
+                        device,
+                        AllocatorType::Device,
+                        MemoryType::Default,
+                    )
+                    .map_err(|e| e.to_string())?;
+                    Allocator::new(&self.session, info).map_err(|e| e.to_string())?
+                }
+            };
+            self.allocator = Some(allocator);
+        }
+        Ok(self.allocator.as_ref().expect("set above"))
+    }
+
+    /// Runs the session on `tensor` into an output tensor of `dims` allocated in the
+    /// session's memory, and returns it still there.
+    fn run_into_kept(
+        &mut self,
+        tensor: SessionInputValue<'_>,
+        dims: OutputDims,
+    ) -> Result<KeptOutput, String> {
+        let shape = [dims.batch, dims.channels, dims.anchors];
+        let kept = Tensor::<f32>::new(self.kept_allocator()?, shape).map_err(|e| e.to_string())?;
+        let ptr = kept.data_ptr() as usize as u64;
+        let name = self
+            .session
+            .outputs()
+            .first()
+            .map(|o| o.name().to_owned())
+            .ok_or("the model has no output")?;
+        // The output is written into `kept` (ONNX Runtime's own allocation, so the run
+        // needs no I/O binding, whose borrowed inputs ort cannot bind safely).
+        let options = RunOptions::new().map_err(|e| e.to_string())?.with_outputs(
+            OutputSelector::no_default()
+                .with(&name)
+                .preallocate(&name, kept),
+        );
+        let outputs = self
+            .session
+            .run_with_options(
+                ort::inputs![self.spec.input_name.as_str() => tensor],
+                &options,
+            )
+            .map_err(|e| e.to_string())?;
+        let out = outputs[0]
+            .view()
+            .downcast::<ort::value::DynTensorValueType>()
+            .map_err(|e| e.to_string())?;
+        let got: Vec<i64> = out
+            .dtype()
+            .tensor_shape()
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        let want: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+        if got != want || out.data_ptr() as usize as u64 != ptr {
+            return Err(format!(
+                "the output was not written where it was put: shape {got:?} for {want:?}"
+            ));
+        }
+        drop(outputs);
+        Ok(KeptOutput {
+            ptr,
+            device: self.device,
+            dims,
+            _keep: Box::new(options),
+        })
     }
 }
 
@@ -393,23 +524,38 @@ impl Engine for OrtEngine {
         batch: usize,
         output: &mut BatchOutput,
     ) -> Result<(), EngineError> {
-        let Some(device) = self.device else {
-            return Err(self.run_error(batch, "a CPU session cannot read device memory".into()));
+        let tensor = self.device_tensor(input, batch)?;
+        self.run_tensor(tensor, batch, output)
+    }
+
+    /// Keeps a detector's output in the session's memory once its shape is known
+    /// (device memory for a GPU session); the first batch of a model whose output
+    /// shape is not fixed is run the plain way, which learns it.
+    fn run_kept(
+        &mut self,
+        input: BatchInput<'_>,
+        batch: usize,
+        output: &mut BatchOutput,
+    ) -> Result<Option<KeptOutput>, EngineError> {
+        let tensor: SessionInputValue<'_> = match input {
+            BatchInput::Host(values) => {
+                TensorRef::from_array_view((self.input_shape(batch), values))
+                    .map_err(|e| self.run_error(batch, e.to_string()))?
+                    .into()
+            }
+            BatchInput::Device(address) => self.device_tensor(address, batch)?,
         };
-        let shape = Shape::new(self.input_shape(batch));
-        let info = MemoryInfo::new(
-            AllocationDevice::CUDA,
-            device,
-            AllocatorType::Device,
-            MemoryType::Default,
-        )
-        .map_err(|e| self.run_error(batch, e.to_string()))?;
-        // SAFETY: the caller's `input` is device memory on `device` holding `batch`
-        // NCHW f32 images of the model's size, alive for this call.
-        let tensor =
-            unsafe { TensorRefMut::<f32>::from_raw(info, input as usize as *mut _, shape) }
-                .map_err(|e| self.run_error(batch, e.to_string()))?;
-        self.run_tensor(tensor.into(), batch, output)
+        let Some((channels, anchors)) = self.out_dims else {
+            return self.run_tensor(tensor, batch, output).map(|()| None);
+        };
+        let dims = OutputDims {
+            batch,
+            channels,
+            anchors,
+        };
+        self.run_into_kept(tensor, dims)
+            .map(Some)
+            .map_err(|e| self.run_error(batch, e))
     }
 }
 

@@ -15,23 +15,13 @@ use std::time::Instant;
 use super::driver::{Context, DeviceBuffer, DriverError, Module, Stream};
 use super::kernels::{images_for_device, load_first, Image, POSTPROCESS};
 use super::prep::grown;
+pub use crate::engine::OutputDims;
 use crate::postprocess::yolo::{candidates, Candidate};
 
 /// The kernel's entry point.
 pub const KERNEL: &str = "yolo_candidates";
 /// Threads per block: one per anchor.
 const BLOCK: u32 = 256;
-
-/// The shape of a detector's output: `[batch, channels, anchors]` f32.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutputDims {
-    /// Images.
-    pub batch: usize,
-    /// 4 box values + class scores (+ mask coefficients).
-    pub channels: usize,
-    /// Candidate boxes per image.
-    pub anchors: usize,
-}
 
 /// The candidate kernel loaded on one GPU, with its own stream and buffers (kept and
 /// grown, never allocated per batch).
