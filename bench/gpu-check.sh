@@ -10,9 +10,11 @@
 #                                  the device tool, carry ["bench/gpu-check"]: ignored
 #                                  by git, so it must be carried)
 # Tables: kernel parity with the CPU reference and µs per launch; one launch per batch
-# against one per frame; NVDEC bit-exactness against libavcodec, NV12 surfaces into the
+# against one per frame; the YOLO candidate kernel bit for bit against the CPU's, µs
+# per batch and bytes back; NVDEC bit-exactness against libavcodec, NV12 surfaces into the
 # kernel without a host copy, pictures/s with 1 and 8 sessions; TensorRT and CUDA
-# engines against the CPU engine with images/s at batch 1/8/32 (where the host has a
+# engines against the CPU engine with images/s at batch 1/8/32, and the GPU path with
+# the output brought back whole or kept on the device (where the host has a
 # GPU build of ONNX Runtime at ORT_DYLIB_PATH, and TensorRT). Record the output in
 # bench/README.md with the date and GPU.
 set -euo pipefail

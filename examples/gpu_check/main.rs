@@ -9,7 +9,8 @@
 //!   picture to REF and the first picture to FRAME0: what NVDEC's output is compared
 //!   with on the GPU host, where there is no libavcodec.
 //! - `gpu_check DIR` (on the GPU host): the probe; kernel parity with the CPU reference
-//!   and time per launch; one launch per batch against one per frame; NVDEC on the
+//!   and time per launch; one launch per batch against one per frame; the YOLO
+//!   candidate kernel against its CPU reference; NVDEC on the
 //!   clips in `DIR/clips` (bit-exactness, NV12 surfaces into the kernel without a host
 //!   copy, throughput); TensorRT and CUDA engines against the CPU engine
 //!   (`DIR/yolov8n-coco.onnx`), each as a markdown table. Exits 1 when a check fails,
@@ -206,6 +207,41 @@ fn preprocessing(kernels: &Path) -> bool {
     }
 }
 
+/// The YOLO candidate kernel against `yolo::candidates`: bit-exact lists on synthetic
+/// outputs full of ties, µs per batch, and the bytes that come back.
+fn candidates(kernels: &Path) -> bool {
+    use kvs_infer::gpu::candidates::{check_parity, GpuCandidates};
+    println!("\n## GPU candidate stage (detector outputs)\n");
+    let rows = GpuCandidates::new(0, kernels)
+        .and_then(|mut gpu| check_parity(&mut gpu, 100).map_err(|e| e.to_string()));
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(e) => {
+            println!("FAIL: {e}");
+            return false;
+        }
+    };
+    println!(
+        "| case | output | candidates | equal to the CPU's | µs per batch | bytes back | of |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {}×{}×{} | {} | {} | {:.1} | {} | {} |",
+            r.name,
+            r.dims.batch,
+            r.dims.channels,
+            r.dims.anchors,
+            r.candidates,
+            if r.equal { "yes" } else { "NO: FAIL" },
+            r.micros,
+            r.bytes_back,
+            r.bytes_full
+        );
+    }
+    rows.iter().all(|r| r.equal)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -260,6 +296,7 @@ fn main() {
         ok &= guarded("kernels", &|| kernels(gpu));
         ok &= guarded("GPU preprocessing", &|| preprocessing(&kernels_dir));
     }
+    ok &= guarded("candidates", &|| candidates(&kernels_dir));
     ok &= guarded("NVDEC", &|| {
         decode::section(gpu.as_ref(), &dir.join("clips"), &kernels_dir)
     });

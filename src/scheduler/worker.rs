@@ -4,9 +4,11 @@
 //!
 //! Preprocessing happens on the CPU into a host tensor, or, for an engine that reads
 //! device memory (CUDA, TensorRT), on the GPU with our kernels into a device tensor
-//! the engine reads where it lies ([`crate::gpu::prep`]). A GPU preprocessing that
-//! cannot start or fails is logged and the worker goes on on the CPU: a batch is never
-//! lost to it.
+//! the engine reads where it lies ([`crate::gpu::prep`]). There, a detector's output
+//! stays on the device too, and only its candidates come back
+//! ([`crate::gpu::candidates`]); NMS finishes on the host. A GPU stage that cannot
+//! start or fails is logged and the worker goes on on the CPU: a batch is never lost
+//! to it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,10 +19,11 @@ use tokio::sync::mpsc;
 use super::actor::{InferResult, Input, Job, Output, Task};
 use super::state::Entry;
 use crate::decode::Frame;
-use crate::engine::{BatchOutput, Engine};
+use crate::engine::{BatchInput, BatchOutput, Engine, KeptOutput};
+use crate::gpu::candidates::GpuCandidates;
 use crate::gpu::prep::GpuPrep;
 use crate::postprocess::ctc::greedy_decode;
-use crate::postprocess::yolo;
+use crate::postprocess::yolo::{self, Candidate};
 use crate::preprocess::cpu::{letterbox_into, ocr_crop_into};
 use crate::preprocess::Letterbox;
 use crate::telemetry::{CameraMetrics, ModelMetrics};
@@ -46,22 +49,29 @@ pub(super) struct Worker {
     idle: mpsc::UnboundedSender<usize>,
     /// GPU preprocessing, for a detector on an engine that reads device memory.
     gpu: Option<GpuPrep>,
+    /// The candidate stage on the GPU, beside GPU preprocessing.
+    post: Option<GpuCandidates>,
 }
 
 impl Worker {
     pub(super) fn new(setup: WorkerSetup, engine: Box<dyn Engine>) -> Self {
-        let gpu = match (&setup.task, engine.device(), &setup.kernel_cache) {
+        let (gpu, post) = match (&setup.task, engine.device(), &setup.kernel_cache) {
             (Task::Detect(_), Some(device), Some(cache)) => {
                 let spec = engine.spec();
                 match GpuPrep::new(device, spec.width, spec.height, cache) {
-                    Ok(prep) => Some(prep),
+                    Ok(prep) => {
+                        let post = GpuCandidates::new(device, cache)
+                            .inspect_err(|e| tracing::warn!(error = %e, "GPU candidate stage unavailable; detector outputs come back whole."))
+                            .ok();
+                        (Some(prep), post)
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "GPU preprocessing unavailable; preprocessing on the CPU.");
-                        None
+                        (None, None)
                     }
                 }
             }
-            _ => None,
+            _ => (None, None),
         };
         Self {
             index: setup.index,
@@ -72,6 +82,7 @@ impl Worker {
             cameras: setup.cameras,
             idle: setup.idle,
             gpu,
+            post,
         }
     }
 
@@ -133,6 +144,50 @@ impl Worker {
         }
     }
 
+    /// Each image's candidates from a detector's `kept` output, found on the GPU; or,
+    /// where that cannot be, the whole output brought back into `output` (`None`). A
+    /// candidate stage that fails is logged and turned off for this worker.
+    fn candidates(
+        &mut self,
+        kept: &KeptOutput,
+        output: &mut BatchOutput,
+    ) -> Result<Option<Vec<Vec<Candidate>>>, String> {
+        let (Task::Detect(params), Some(post), Some(_)) = (&self.task, &mut self.post, kept.device)
+        else {
+            // Kept in host memory: read where it lies.
+            let values = kept
+                .host_values()
+                .ok_or("a kept output with no way to read it")?;
+            output.data.clear();
+            output.data.extend_from_slice(values);
+            (output.batch, output.channels, output.anchors) =
+                (kept.dims.batch, kept.dims.channels, kept.dims.anchors);
+            return Ok(None);
+        };
+        let classes = self.engine.spec().names.len();
+        match post.run(kept.ptr, kept.dims, classes, params.conf_threshold) {
+            Ok(found) => Ok(Some(found)),
+            Err(e) => {
+                tracing::warn!(error = %e, "The GPU candidate stage failed; detector outputs come back whole from now on.");
+                let dims = kept.dims;
+                output
+                    .data
+                    .resize(dims.batch * dims.channels * dims.anchors, 0.0);
+                // SAFETY: the kept output holds exactly these values on the device,
+                // complete (the engine's run has returned) and alive while `kept` is.
+                let ctx = post.context();
+                let copied = ctx
+                    .bind()
+                    .and_then(|()| unsafe { ctx.copy_to_host(&mut output.data, kept.ptr) });
+                self.post = None;
+                copied.map_err(|e| format!("cannot bring the output back either: {e}"))?;
+                (output.batch, output.channels, output.anchors) =
+                    (dims.batch, dims.channels, dims.anchors);
+                Ok(None)
+            }
+        }
+    }
+
     fn run_batch(
         &mut self,
         batch: Vec<Entry<Job>>,
@@ -160,34 +215,54 @@ impl Worker {
         for job in &mut jobs {
             job.permit.take();
         }
-        let ran = match on_device {
-            Some(tensor) => self.engine.run_device(tensor, n, output),
-            None => self.engine.run(input, n, output),
+        let input = match on_device {
+            Some(tensor) => BatchInput::Device(tensor),
+            None => BatchInput::Host(input),
         };
-        if let Err(e) = ran {
-            tracing::error!(error = %e, batch = n, "Batch failed; its frames are dropped.");
-            for job in &jobs {
-                if let Some(camera) = self.cameras.get(job.camera) {
-                    camera.dropped("engine_error", 1);
-                }
+        let ran = match (&self.post, input) {
+            (Some(_), input) => self.engine.run_kept(input, n, output),
+            (None, BatchInput::Host(values)) => self.engine.run(values, n, output).map(|_| None),
+            (None, BatchInput::Device(tensor)) => {
+                self.engine.run_device(tensor, n, output).map(|_| None)
             }
-            // Dropping the jobs sends their drop notices.
-            return;
-        }
+        };
+        let found = match ran {
+            Ok(Some(kept)) => self.candidates(&kept, output),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        };
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(error = %e, batch = n, "Batch failed; its frames are dropped.");
+                for job in &jobs {
+                    if let Some(camera) = self.cameras.get(job.camera) {
+                        camera.dropped("engine_error", 1);
+                    }
+                }
+                // Dropping the jobs sends their drop notices.
+                return;
+            }
+        };
         let names = &self.engine.spec().names;
         let ready_at = Instant::now();
         for (k, mut job) in jobs.into_iter().enumerate() {
             let result = match (&self.task, boxes[k]) {
                 (Task::Detect(params), Some(letterbox)) => {
                     let src = (job.frame.width, job.frame.height);
-                    Output::Detections(yolo::decode(
-                        output.image(k),
-                        output.anchors,
-                        names,
-                        params,
-                        &letterbox,
-                        src,
-                    ))
+                    Output::Detections(match &found {
+                        Some(found) => {
+                            yolo::from_candidates(&found[k], names, params, &letterbox, src)
+                        }
+                        None => yolo::decode(
+                            output.image(k),
+                            output.anchors,
+                            names,
+                            params,
+                            &letterbox,
+                            src,
+                        ),
+                    })
                 }
                 (Task::Recognize, _) => {
                     let (text, confidence) = greedy_decode(output.image(k), output.anchors, names);
