@@ -9,12 +9,13 @@ use common::fixture;
 use kvs_infer::decode::ffmpeg::FfmpegDecoder;
 use kvs_infer::decode::{Decoder, Frame, FrameSelector};
 use kvs_infer::engine::onnx::OrtEngine;
-use kvs_infer::engine::{BatchOutput, Engine, ModelKind};
+use kvs_infer::engine::{BatchOutput, Engine, ModelKind, ModelSpec};
 use kvs_infer::ingest::file::FileSource;
 use kvs_infer::ingest::FrameSource;
 use kvs_infer::postprocess::yolo::{decode, DecodeParams};
 use kvs_infer::postprocess::Detection;
 use kvs_infer::preprocess::cpu::letterbox_into;
+use kvs_infer::preprocess::Letterbox;
 
 /// `count` frames spread over the clip (one per second).
 fn frames(clip: &std::path::Path, count: usize) -> Vec<Arc<Frame>> {
@@ -35,22 +36,22 @@ fn frames(clip: &std::path::Path, count: usize) -> Vec<Arc<Frame>> {
     out
 }
 
-fn detect(engine: &mut OrtEngine, frames: &[Arc<Frame>]) -> Vec<Vec<Detection>> {
-    let spec = engine.spec().clone();
+/// `frames` letterboxed on the CPU into one input tensor for `spec`, and their
+/// letterboxes.
+fn batch_input(spec: &ModelSpec, frames: &[Arc<Frame>]) -> (Vec<f32>, Vec<Letterbox>) {
     let slot = 3 * (spec.width * spec.height) as usize;
     let mut input = vec![0.0; slot * frames.len()];
-    let boxes: Vec<_> = frames
+    let boxes = frames
         .iter()
-        .enumerate()
-        .map(|(k, f)| {
-            letterbox_into(
-                f,
-                spec.width,
-                spec.height,
-                &mut input[k * slot..(k + 1) * slot],
-            )
-        })
+        .zip(input.chunks_mut(slot))
+        .map(|(f, slot)| letterbox_into(f, spec.width, spec.height, slot))
         .collect();
+    (input, boxes)
+}
+
+fn detect(engine: &mut OrtEngine, frames: &[Arc<Frame>]) -> Vec<Vec<Detection>> {
+    let spec = engine.spec().clone();
+    let (input, boxes) = batch_input(&spec, frames);
     let mut output = BatchOutput::default();
     engine.run(&input, frames.len(), &mut output).unwrap();
     (0..frames.len())
@@ -117,17 +118,8 @@ fn a_kept_output_is_the_plain_runs_output_left_in_the_engines_own_memory() {
     };
     let mut engine = OrtEngine::load(&model, 2, ModelKind::Detector).unwrap();
     let spec = engine.spec().clone();
-    let frames = frames(&clip, 2);
-    let slot = 3 * (spec.width * spec.height) as usize;
-    let mut input = vec![0.0; slot * frames.len()];
-    for (k, f) in frames.iter().enumerate() {
-        letterbox_into(
-            f,
-            spec.width,
-            spec.height,
-            &mut input[k * slot..(k + 1) * slot],
-        );
-    }
+    let (input, _) = batch_input(&spec, &frames(&clip, 2));
+    let slot = input.len() / 2;
     let mut plain = BatchOutput::default();
     engine.run(&input, 2, &mut plain).unwrap();
 

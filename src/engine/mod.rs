@@ -183,20 +183,29 @@ pub trait Engine: Send {
         })
     }
 
+    /// [`Engine::run`] or [`Engine::run_device`], by where `input` lies.
+    fn run_input(
+        &mut self,
+        input: BatchInput<'_>,
+        batch: usize,
+        output: &mut BatchOutput,
+    ) -> Result<(), EngineError> {
+        match input {
+            BatchInput::Host(values) => self.run(values, batch, output),
+            BatchInput::Device(address) => self.run_device(address, batch, output),
+        }
+    }
+
     /// Runs `batch` images from `input` and, when the engine can, keeps a detector's
     /// output where the session made it (device memory for a GPU session) and returns
     /// it; otherwise fills `output` on the host and returns `None`, as
-    /// [`Engine::run`] and [`Engine::run_device`] do.
+    /// [`Engine::run_input`] does.
     fn run_kept(
         &mut self,
         input: BatchInput<'_>,
         batch: usize,
         output: &mut BatchOutput,
     ) -> Result<Option<KeptOutput>, EngineError> {
-        match input {
-            BatchInput::Host(values) => self.run(values, batch, output)?,
-            BatchInput::Device(address) => self.run_device(address, batch, output)?,
-        }
-        Ok(None)
+        self.run_input(input, batch, output).map(|()| None)
     }
 }

@@ -392,12 +392,22 @@ impl OrtEngine {
         Ok(())
     }
 
-    /// `batch` images of device memory at `input`, as an input tensor.
-    fn device_tensor(
+    /// `batch` images at `input`, as the session's input tensor.
+    fn input_tensor<'a>(
         &self,
-        input: u64,
+        input: BatchInput<'a>,
         batch: usize,
-    ) -> Result<SessionInputValue<'static>, EngineError> {
+    ) -> Result<SessionInputValue<'a>, EngineError> {
+        let input = match input {
+            BatchInput::Host(values) => {
+                return Ok(
+                    TensorRef::from_array_view((self.input_shape(batch), values))
+                        .map_err(|e| self.run_error(batch, e.to_string()))?
+                        .into(),
+                )
+            }
+            BatchInput::Device(address) => address,
+        };
         let Some(device) = self.device else {
             return Err(self.run_error(batch, "a CPU session cannot read device memory".into()));
         };
@@ -509,9 +519,8 @@ impl Engine for OrtEngine {
         batch: usize,
         output: &mut BatchOutput,
     ) -> Result<(), EngineError> {
-        let tensor = TensorRef::from_array_view((self.input_shape(batch), input))
-            .map_err(|e| self.run_error(batch, e.to_string()))?;
-        self.run_tensor(tensor.into(), batch, output)
+        let tensor = self.input_tensor(BatchInput::Host(input), batch)?;
+        self.run_tensor(tensor, batch, output)
     }
 
     fn device(&self) -> Option<i32> {
@@ -524,7 +533,7 @@ impl Engine for OrtEngine {
         batch: usize,
         output: &mut BatchOutput,
     ) -> Result<(), EngineError> {
-        let tensor = self.device_tensor(input, batch)?;
+        let tensor = self.input_tensor(BatchInput::Device(input), batch)?;
         self.run_tensor(tensor, batch, output)
     }
 
@@ -537,14 +546,7 @@ impl Engine for OrtEngine {
         batch: usize,
         output: &mut BatchOutput,
     ) -> Result<Option<KeptOutput>, EngineError> {
-        let tensor: SessionInputValue<'_> = match input {
-            BatchInput::Host(values) => {
-                TensorRef::from_array_view((self.input_shape(batch), values))
-                    .map_err(|e| self.run_error(batch, e.to_string()))?
-                    .into()
-            }
-            BatchInput::Device(address) => self.device_tensor(address, batch)?,
-        };
+        let tensor = self.input_tensor(input, batch)?;
         let Some((channels, anchors)) = self.out_dims else {
             return self.run_tensor(tensor, batch, output).map(|()| None);
         };

@@ -219,12 +219,9 @@ impl Worker {
             Some(tensor) => BatchInput::Device(tensor),
             None => BatchInput::Host(input),
         };
-        let ran = match (&self.post, input) {
-            (Some(_), input) => self.engine.run_kept(input, n, output),
-            (None, BatchInput::Host(values)) => self.engine.run(values, n, output).map(|_| None),
-            (None, BatchInput::Device(tensor)) => {
-                self.engine.run_device(tensor, n, output).map(|_| None)
-            }
+        let ran = match self.post {
+            Some(_) => self.engine.run_kept(input, n, output),
+            None => self.engine.run_input(input, n, output).map(|()| None),
         };
         let found = match ran {
             Ok(Some(kept)) => self.candidates(&kept, output),
