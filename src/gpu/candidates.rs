@@ -16,12 +16,30 @@ use super::driver::{Context, DeviceBuffer, DriverError, Module, Stream};
 use super::kernels::{images_for_device, load_first, Image, POSTPROCESS};
 use super::prep::grown;
 pub use crate::engine::OutputDims;
+use crate::engine::{BatchOutput, KeptOutput};
 use crate::postprocess::yolo::{candidates, Candidate};
 
 /// The kernel's entry point.
 pub const KERNEL: &str = "yolo_candidates";
 /// Threads per block: one per anchor.
 const BLOCK: u32 = 256;
+
+/// The seam between an engine worker and the stage that reduces a detector's kept
+/// output ([`crate::engine::KeptOutput`]) to candidates where it lies.
+pub trait CandidateStage: Send {
+    /// Each image's candidates in `kept` (the anchors whose best of the first
+    /// `classes` classes scores at least `conf`), in any order.
+    fn candidates(
+        &mut self,
+        kept: &KeptOutput,
+        classes: usize,
+        conf: f32,
+    ) -> Result<Vec<Vec<Candidate>>, String>;
+
+    /// The whole of `kept` brought into `output`: the way out when
+    /// [`CandidateStage::candidates`] fails.
+    fn read_back(&mut self, kept: &KeptOutput, output: &mut BatchOutput) -> Result<(), String>;
+}
 
 /// The candidate kernel loaded on one GPU, with its own stream and buffers (kept and
 /// grown, never allocated per batch).
@@ -143,6 +161,42 @@ impl GpuCandidates {
             .enumerate()
             .map(|(b, &k)| lists[b * longest..b * longest + k].to_vec())
             .collect())
+    }
+}
+
+impl CandidateStage for GpuCandidates {
+    fn candidates(
+        &mut self,
+        kept: &KeptOutput,
+        classes: usize,
+        conf: f32,
+    ) -> Result<Vec<Vec<Candidate>>, String> {
+        if kept.device.is_none() {
+            return Err("the output is in host memory, not on the GPU".into());
+        }
+        self.run(kept.ptr, kept.dims, classes, conf)
+            .map_err(|e| e.to_string())
+    }
+
+    fn read_back(&mut self, kept: &KeptOutput, output: &mut BatchOutput) -> Result<(), String> {
+        let OutputDims {
+            batch,
+            channels,
+            anchors,
+        } = kept.dims;
+        if let Some(values) = kept.host_values() {
+            output.data.clear();
+            output.data.extend_from_slice(values);
+        } else {
+            output.data.resize(batch * channels * anchors, 0.0);
+            self.ctx.bind().map_err(|e| e.to_string())?;
+            // SAFETY: the kept output holds exactly these values in this GPU's memory,
+            // complete (the engine's run has returned) and alive while `kept` is.
+            unsafe { self.ctx.copy_to_host(&mut output.data, kept.ptr) }
+                .map_err(|e| e.to_string())?;
+        }
+        (output.batch, output.channels, output.anchors) = (batch, channels, anchors);
+        Ok(())
     }
 }
 

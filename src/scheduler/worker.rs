@@ -20,7 +20,7 @@ use super::actor::{InferResult, Input, Job, Output, Task};
 use super::state::Entry;
 use crate::decode::Frame;
 use crate::engine::{BatchInput, BatchOutput, Engine, KeptOutput};
-use crate::gpu::candidates::GpuCandidates;
+use crate::gpu::candidates::{CandidateStage, GpuCandidates};
 use crate::gpu::prep::GpuPrep;
 use crate::postprocess::ctc::greedy_decode;
 use crate::postprocess::yolo::{self, Candidate};
@@ -50,7 +50,7 @@ pub(super) struct Worker {
     /// GPU preprocessing, for a detector on an engine that reads device memory.
     gpu: Option<GpuPrep>,
     /// The candidate stage on the GPU, beside GPU preprocessing.
-    post: Option<GpuCandidates>,
+    post: Option<Box<dyn CandidateStage>>,
 }
 
 impl Worker {
@@ -62,7 +62,8 @@ impl Worker {
                     Ok(prep) => {
                         let post = GpuCandidates::new(device, cache)
                             .inspect_err(|e| tracing::warn!(error = %e, "GPU candidate stage unavailable; detector outputs come back whole."))
-                            .ok();
+                            .ok()
+                            .map(|c| Box::new(c) as Box<dyn CandidateStage>);
                         (Some(prep), post)
                     }
                     Err(e) => {
@@ -144,45 +145,32 @@ impl Worker {
         }
     }
 
-    /// Each image's candidates from a detector's `kept` output, found on the GPU; or,
-    /// where that cannot be, the whole output brought back into `output` (`None`). A
-    /// candidate stage that fails is logged and turned off for this worker.
+    /// Each image's candidates from a detector's `kept` output, found where it lies;
+    /// or, where that cannot be, the whole output brought back into `output` (`None`).
+    /// A candidate stage that fails is logged and turned off for this worker.
     fn candidates(
         &mut self,
         kept: &KeptOutput,
         output: &mut BatchOutput,
     ) -> Result<Option<Vec<Vec<Candidate>>>, String> {
-        let (Task::Detect(params), Some(post), Some(_)) = (&self.task, &mut self.post, kept.device)
-        else {
-            // Kept in host memory: read where it lies.
-            let values = kept
-                .host_values()
-                .ok_or("a kept output with no way to read it")?;
-            output.data.clear();
-            output.data.extend_from_slice(values);
-            (output.batch, output.channels, output.anchors) =
-                (kept.dims.batch, kept.dims.channels, kept.dims.anchors);
-            return Ok(None);
+        let Some(post) = self.post.as_mut() else {
+            return Err("an output was kept with no stage to read it".into());
+        };
+        let conf = match &self.task {
+            Task::Detect(params) => params.conf_threshold,
+            Task::Recognize => return post.read_back(kept, output).map(|()| None),
         };
         let classes = self.engine.spec().names.len();
-        match post.run(kept.ptr, kept.dims, classes, params.conf_threshold) {
-            Ok(found) => Ok(Some(found)),
-            Err(e) => {
+        match post.candidates(kept, classes, conf) {
+            Ok(found) if found.len() == kept.dims.batch => Ok(Some(found)),
+            outcome => {
+                let e = outcome
+                    .err()
+                    .unwrap_or_else(|| "a list short of the batch".into());
                 tracing::warn!(error = %e, "The GPU candidate stage failed; detector outputs come back whole from now on.");
-                let dims = kept.dims;
-                output
-                    .data
-                    .resize(dims.batch * dims.channels * dims.anchors, 0.0);
-                // SAFETY: the kept output holds exactly these values on the device,
-                // complete (the engine's run has returned) and alive while `kept` is.
-                let ctx = post.context();
-                let copied = ctx
-                    .bind()
-                    .and_then(|()| unsafe { ctx.copy_to_host(&mut output.data, kept.ptr) });
+                let read = post.read_back(kept, output);
                 self.post = None;
-                copied.map_err(|e| format!("cannot bring the output back either: {e}"))?;
-                (output.batch, output.channels, output.anchors) =
-                    (dims.batch, dims.channels, dims.anchors);
+                read.map_err(|e| format!("cannot bring the output back either: {e}"))?;
                 Ok(None)
             }
         }
@@ -220,7 +208,15 @@ impl Worker {
             None => BatchInput::Host(input),
         };
         let ran = match self.post {
-            Some(_) => self.engine.run_kept(input, n, output),
+            Some(_) => self.engine.run_kept(input, n, output).or_else(|e| {
+                // Run the plain way; if that works, keeping the output is what failed.
+                let plain = self.engine.run_input(input, n, output).map(|()| None);
+                if plain.is_ok() {
+                    tracing::warn!(error = %e, "Keeping the output on the GPU failed; detector outputs come back whole from now on.");
+                    self.post = None;
+                }
+                plain
+            }),
             None => self.engine.run_input(input, n, output).map(|()| None),
         };
         let found = match ran {
@@ -286,132 +282,6 @@ impl Worker {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use super::*;
-    use crate::engine::{EngineError, ModelKind, ModelSpec};
-    use crate::postprocess::yolo::DecodeParams;
-
-    /// An engine that claims a GPU, answers one confident box for every image, and
-    /// counts which way it was called.
-    struct ClaimsGpu {
-        spec: ModelSpec,
-        host_runs: Arc<AtomicUsize>,
-        device_runs: Arc<AtomicUsize>,
-    }
-
-    impl Engine for ClaimsGpu {
-        fn name(&self) -> &'static str {
-            "cuda"
-        }
-        fn spec(&self) -> &ModelSpec {
-            &self.spec
-        }
-        fn run(
-            &mut self,
-            input: &[f32],
-            batch: usize,
-            out: &mut BatchOutput,
-        ) -> Result<(), EngineError> {
-            assert_eq!(input.len(), batch * 3 * 64 * 64, "a host tensor per image");
-            self.host_runs.fetch_add(1, Ordering::SeqCst);
-            // 5 channels (box + one class) × 1 anchor: a 20×20 box at the centre.
-            out.data = [32.0, 32.0, 20.0, 20.0, 0.9].repeat(batch);
-            (out.batch, out.channels, out.anchors) = (batch, 5, 1);
-            Ok(())
-        }
-        fn device(&self) -> Option<i32> {
-            Some(0)
-        }
-        fn run_device(&mut self, _: u64, _: usize, _: &mut BatchOutput) -> Result<(), EngineError> {
-            self.device_runs.fetch_add(1, Ordering::SeqCst);
-            Err(EngineError::Unavailable {
-                backend: "cuda",
-                reason: "no GPU in this test".into(),
-            })
-        }
-    }
-
-    #[test]
-    fn an_engine_on_a_gpu_the_host_cannot_use_gets_cpu_preprocessing_and_loses_nothing() {
-        if crate::gpu::probe().is_available() {
-            return; // The GPU path itself is checked by tests/gpu.rs and gpu-check.
-        }
-        let (host_runs, device_runs) =
-            (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let engine = ClaimsGpu {
-            spec: ModelSpec {
-                kind: ModelKind::Detector,
-                path: "claims-gpu.onnx".into(),
-                input_name: "images".into(),
-                width: 64,
-                height: 64,
-                max_batch: None,
-                names: vec!["thing".into()],
-                random_weights: false,
-            },
-            host_runs: host_runs.clone(),
-            device_runs: device_runs.clone(),
-        };
-        let telemetry = crate::telemetry::Telemetry::new().unwrap();
-        let metrics = telemetry.metrics();
-        let (idle, _idle_rx) = mpsc::unbounded_channel();
-        let mut worker = Worker::new(
-            WorkerSetup {
-                index: 0,
-                model: 0,
-                task: Task::Detect(DecodeParams::default()),
-                metrics: metrics.model("claims-gpu"),
-                cameras: Arc::from(vec![metrics.camera("cam", &[])]),
-                idle,
-                kernel_cache: Some(std::env::temp_dir().join("kvs-infer-worker-kernels")),
-            },
-            Box::new(engine),
-        );
-        assert!(
-            worker.gpu.is_none(),
-            "no usable GPU: preprocessing stays on the CPU"
-        );
-        let (reply, mut results) = mpsc::unbounded_channel();
-        let frame = Arc::new(Frame::pattern(
-            128,
-            96,
-            crate::decode::ColorMatrix::Bt601,
-            1,
-        ));
-        let batch = (0..2)
-            .map(|k| Entry {
-                camera: k,
-                born_at: std::time::Instant::now(),
-                enqueued_at: std::time::Instant::now(),
-                item: Job {
-                    key: k,
-                    camera: 0,
-                    frame: frame.clone(),
-                    input: Input::Frame(None),
-                    reply: reply.clone(),
-                    permit: None,
-                    tag: k as u64,
-                    notice: None,
-                },
-            })
-            .collect();
-        worker.run_batch(batch, &mut Vec::new(), &mut BatchOutput::default());
-        assert_eq!(
-            (
-                host_runs.load(Ordering::SeqCst),
-                device_runs.load(Ordering::SeqCst)
-            ),
-            (1, 0)
-        );
-        for _ in 0..2 {
-            let result = results.try_recv().expect("every frame answered");
-            let Output::Detections(d) = result.output else {
-                panic!("{:?}", result.output);
-            };
-            assert_eq!(d.len(), 1);
-            assert_eq!(result.batch_size, 2);
-        }
-    }
-}
+mod kept_tests;
+#[cfg(test)]
+mod tests;
