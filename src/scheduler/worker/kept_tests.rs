@@ -3,9 +3,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::tests::{detector_worker, two_frames};
 use super::*;
 use crate::engine::{EngineError, ModelKind, ModelSpec, OutputDims};
-use crate::postprocess::yolo::DecodeParams;
 use crate::postprocess::Detection;
 
 const SIZE: u32 = 64;
@@ -137,21 +137,7 @@ fn run(
         kept_fails,
         calls: calls.clone(),
     };
-    let telemetry = crate::telemetry::Telemetry::new().unwrap();
-    let metrics = telemetry.metrics();
-    let (idle, _idle_rx) = mpsc::unbounded_channel();
-    let mut worker = Worker::new(
-        WorkerSetup {
-            index: 0,
-            model: 0,
-            task: Task::Detect(DecodeParams::default()),
-            metrics: metrics.model("keeps"),
-            cameras: Arc::from(vec![metrics.camera("cam", &[])]),
-            idle,
-            kernel_cache: None,
-        },
-        Box::new(engine),
-    );
+    let mut worker = detector_worker(Box::new(engine), None);
     worker.post = stage.map(|s| Box::new(s) as Box<dyn CandidateStage>);
     let (reply, mut results) = mpsc::unbounded_channel();
     let frame = Arc::new(Frame::pattern(
@@ -162,24 +148,11 @@ fn run(
     ));
     let mut out = Vec::new();
     for _ in 0..batches {
-        let batch = (0..2)
-            .map(|k| Entry {
-                camera: k,
-                born_at: Instant::now(),
-                enqueued_at: Instant::now(),
-                item: Job {
-                    key: k,
-                    camera: 0,
-                    frame: frame.clone(),
-                    input: Input::Frame(None),
-                    reply: reply.clone(),
-                    permit: None,
-                    tag: k as u64,
-                    notice: None,
-                },
-            })
-            .collect();
-        worker.run_batch(batch, &mut Vec::new(), &mut BatchOutput::default());
+        worker.run_batch(
+            two_frames(&frame, &reply),
+            &mut Vec::new(),
+            &mut BatchOutput::default(),
+        );
         for _ in 0..2 {
             match results.try_recv().expect("every frame answered").output {
                 Output::Detections(d) => out.push(d),

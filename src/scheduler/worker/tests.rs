@@ -66,20 +66,9 @@ fn an_engine_on_a_gpu_the_host_cannot_use_gets_cpu_preprocessing_and_loses_nothi
         host_runs: host_runs.clone(),
         device_runs: device_runs.clone(),
     };
-    let telemetry = crate::telemetry::Telemetry::new().unwrap();
-    let metrics = telemetry.metrics();
-    let (idle, _idle_rx) = mpsc::unbounded_channel();
-    let mut worker = Worker::new(
-        WorkerSetup {
-            index: 0,
-            model: 0,
-            task: Task::Detect(DecodeParams::default()),
-            metrics: metrics.model("claims-gpu"),
-            cameras: Arc::from(vec![metrics.camera("cam", &[])]),
-            idle,
-            kernel_cache: Some(std::env::temp_dir().join("kvs-infer-worker-kernels")),
-        },
+    let mut worker = detector_worker(
         Box::new(engine),
+        Some(std::env::temp_dir().join("kvs-infer-worker-kernels")),
     );
     assert!(
         worker.gpu.is_none(),
@@ -92,24 +81,11 @@ fn an_engine_on_a_gpu_the_host_cannot_use_gets_cpu_preprocessing_and_loses_nothi
         crate::decode::ColorMatrix::Bt601,
         1,
     ));
-    let batch = (0..2)
-        .map(|k| Entry {
-            camera: k,
-            born_at: std::time::Instant::now(),
-            enqueued_at: std::time::Instant::now(),
-            item: Job {
-                key: k,
-                camera: 0,
-                frame: frame.clone(),
-                input: Input::Frame(None),
-                reply: reply.clone(),
-                permit: None,
-                tag: k as u64,
-                notice: None,
-            },
-        })
-        .collect();
-    worker.run_batch(batch, &mut Vec::new(), &mut BatchOutput::default());
+    worker.run_batch(
+        two_frames(&frame, &reply),
+        &mut Vec::new(),
+        &mut BatchOutput::default(),
+    );
     assert_eq!(
         (
             host_runs.load(Ordering::SeqCst),
@@ -125,4 +101,48 @@ fn an_engine_on_a_gpu_the_host_cannot_use_gets_cpu_preprocessing_and_loses_nothi
         assert_eq!(d.len(), 1);
         assert_eq!(result.batch_size, 2);
     }
+}
+
+/// A detector's worker for `engine` with default thresholds, one camera, and the
+/// kernel cache given (`None`: no GPU stages).
+pub(super) fn detector_worker(engine: Box<dyn Engine>, kernel_cache: Option<PathBuf>) -> Worker {
+    let telemetry = crate::telemetry::Telemetry::new().unwrap();
+    let metrics = telemetry.metrics();
+    let (idle, _idle_rx) = mpsc::unbounded_channel();
+    Worker::new(
+        WorkerSetup {
+            index: 0,
+            model: 0,
+            task: Task::Detect(DecodeParams::default()),
+            metrics: metrics.model("test"),
+            cameras: Arc::from(vec![metrics.camera("cam", &[])]),
+            idle,
+            kernel_cache,
+        },
+        engine,
+    )
+}
+
+/// A batch of `frame` twice, answered on `reply`.
+pub(super) fn two_frames(
+    frame: &Arc<Frame>,
+    reply: &mpsc::UnboundedSender<InferResult>,
+) -> Vec<Entry<Job>> {
+    (0..2)
+        .map(|k| Entry {
+            camera: k,
+            born_at: std::time::Instant::now(),
+            enqueued_at: std::time::Instant::now(),
+            item: Job {
+                key: k,
+                camera: 0,
+                frame: frame.clone(),
+                input: Input::Frame(None),
+                reply: reply.clone(),
+                permit: None,
+                tag: k as u64,
+                notice: None,
+            },
+        })
+        .collect()
 }
