@@ -28,3 +28,18 @@ pub struct StreamInfo {
     /// Nominal frame rate, when the container says.
     pub fps: Option<f64>,
 }
+
+impl StreamInfo {
+    /// What a live source holds until its stream's header has been read: H.264 and
+    /// nothing else known. The source replaces it with the demuxer's before it hands
+    /// out an access unit.
+    pub fn unknown() -> Self {
+        Self {
+            codec: Codec::H264,
+            extradata: Vec::new(),
+            width: 0,
+            height: 0,
+            fps: None,
+        }
+    }
+}

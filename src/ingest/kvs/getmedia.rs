@@ -110,13 +110,7 @@ impl GetMediaSource {
             metrics,
             payload: out.payload,
             demux: MkvDemuxer::new(),
-            info: StreamInfo {
-                codec: crate::ingest::Codec::H264,
-                extradata: Vec::new(),
-                width: 0,
-                height: 0,
-                fps: None,
-            },
+            info: StreamInfo::unknown(),
             reported_error: None,
             pacer: live::Pacer::default(),
         };
