@@ -1,0 +1,289 @@
+//! Our CUDA kernels' logic on every machine: their sources, exactly as NVRTC compiles
+//! them, are built for the CPU with the host's C++ compiler and a small stand-in for
+//! CUDA's built-ins (`tests/support/cuda_on_cpu.cpp`), launched with the server's
+//! grids, and compared with their CPU references: the letterbox kernels (every layout
+//! and precision, one frame and a mixed batch) and the YOLO candidate kernel (bit for
+//! bit). A GPU still has the last word (tests/gpu.rs, bench/gpu-check.sh); this catches
+//! a wrong index, offset, tap or tie-break before GPU time is spent on it.
+
+mod common;
+
+use std::ffi::c_void;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::{skip, temp_dir};
+use kvs_infer::decode::Frame;
+use kvs_infer::gpu::batch::{BatchJob, DevicePlanes};
+use kvs_infer::gpu::kernels::SOURCES;
+use kvs_infer::gpu::letterbox::{
+    interleave_uv, max_abs_diff, max_ulp_diff, parity_cases, reference, Layout, Precision,
+    SlotData, F16_TOLERANCE_ULP, F32_TOLERANCE,
+};
+use kvs_infer::postprocess::yolo::Candidate;
+
+type BatchFn = unsafe extern "C" fn(i32, *const BatchJob, i32, i32, i32, *mut c_void);
+type SingleFn = unsafe extern "C" fn(i32, i32, *const BatchJob, i32, i32, *mut c_void);
+type CandidatesFn =
+    unsafe extern "C" fn(*const f32, i32, i32, i32, i32, f32, *mut u32, *mut Candidate);
+
+/// The kernels built for the CPU, once per test run; `None` (reported as a skip) where
+/// this machine has no C++ compiler.
+fn kernels() -> Option<&'static libloading::Library> {
+    static LIB: OnceLock<Result<libloading::Library, String>> = OnceLock::new();
+    let built = LIB.get_or_init(|| {
+        let Some(cxx) = ["c++", "clang++", "g++"].into_iter().find(|c| {
+            Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        }) else {
+            return Err("no C++ compiler (c++, clang++ or g++)".into());
+        };
+        let dir = temp_dir("kernels-on-cpu");
+        for kernel in SOURCES {
+            std::fs::write(dir.join(kernel.file), kernel.source).unwrap();
+        }
+        let shim = dir.join("cuda_on_cpu.cpp");
+        std::fs::write(&shim, include_str!("support/cuda_on_cpu.cpp")).unwrap();
+        let lib: PathBuf = dir.join("libkernels_on_cpu.so");
+        let out = Command::new(cxx)
+            .args([
+                "-std=c++17",
+                "-O2",
+                "-ffp-contract=off",
+                "-fPIC",
+                "-shared",
+                "-o",
+            ])
+            .arg(&lib)
+            .arg(&shim)
+            .output()
+            .unwrap();
+        // A kernel that does not build here is a failure, not a skip.
+        assert!(
+            out.status.success(),
+            "{cxx} could not build the kernels for the CPU:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // SAFETY: a library we just built, with no initialisers of note.
+        Ok(unsafe { libloading::Library::new(&lib) }.unwrap())
+    });
+    match built {
+        Ok(lib) => Some(lib),
+        Err(why) => {
+            skip(why);
+            None
+        }
+    }
+}
+
+fn symbol<T: Copy>(lib: &libloading::Library, name: &str) -> T {
+    // SAFETY: each name is an `extern "C"` function of cuda_on_cpu.cpp of type T.
+    *unsafe { lib.get::<T>(name.as_bytes()) }.unwrap()
+}
+
+/// A frame's planes in host memory, laid out as the kernel reads them in `layout`,
+/// kept alive beside their description.
+struct Planes {
+    _bytes: Vec<Vec<u8>>,
+    planes: DevicePlanes,
+}
+
+fn planes(frame: &Frame, layout: Layout) -> Planes {
+    let [y, u, v] = frame.planes().clone();
+    let addr = |p: &Vec<u8>| p.as_ptr() as u64;
+    match layout {
+        Layout::I420 => {
+            let planes = DevicePlanes {
+                y: addr(&y),
+                u: addr(&u),
+                v: addr(&v),
+                y_stride: frame.width,
+                uv_stride: frame.width / 2,
+                layout,
+                width: frame.width,
+                height: frame.height,
+                matrix: frame.matrix,
+            };
+            Planes {
+                _bytes: vec![y, u, v],
+                planes,
+            }
+        }
+        Layout::Nv12 => {
+            let uv = interleave_uv(&u, &v);
+            let planes = DevicePlanes::nv12(
+                (addr(&y), addr(&uv), frame.width as usize),
+                frame.width,
+                frame.height,
+                frame.matrix,
+            );
+            Planes {
+                _bytes: vec![y, uv],
+                planes,
+            }
+        }
+    }
+}
+
+/// A zeroed `slots`-slot output of `precision`, its address, and a way to read slot `k`.
+enum Out {
+    F32(Vec<f32>),
+    F16(Vec<u16>),
+}
+
+impl Out {
+    fn new(precision: Precision, len: usize) -> Self {
+        match precision {
+            Precision::F32 => Out::F32(vec![0.0; len]),
+            Precision::F16 => Out::F16(vec![0; len]),
+        }
+    }
+    fn ptr(&mut self) -> *mut c_void {
+        match self {
+            Out::F32(v) => v.as_mut_ptr().cast(),
+            Out::F16(v) => v.as_mut_ptr().cast(),
+        }
+    }
+    /// How far slot `k` is from `want`, and whether that is within tolerance.
+    fn compare(&self, k: usize, area: usize, want: &SlotData) -> (f64, bool) {
+        match (self, want) {
+            (Out::F32(got), SlotData::F32(want)) => {
+                let e = max_abs_diff(&got[k * area..(k + 1) * area], want);
+                (f64::from(e), e <= F32_TOLERANCE)
+            }
+            (Out::F16(got), SlotData::F16(want)) => {
+                let e = max_ulp_diff(&got[k * area..(k + 1) * area], want);
+                (f64::from(e), e <= F16_TOLERANCE_ULP)
+            }
+            _ => (f64::INFINITY, false),
+        }
+    }
+    fn slot_is_zero(&self, k: usize, area: usize) -> bool {
+        match self {
+            Out::F32(v) => v[k * area..(k + 1) * area].iter().all(|&x| x == 0.0),
+            Out::F16(v) => v[k * area..(k + 1) * area].iter().all(|&x| x == 0),
+        }
+    }
+}
+
+#[test]
+fn each_one_frame_letterbox_kernel_matches_the_cpu_reference_and_writes_only_its_slot() {
+    let Some(lib) = kernels() else { return };
+    let single: SingleFn = symbol(lib, "cpu_letterbox_single");
+    let mut failures = Vec::new();
+    for (case, frame, dst_w, dst_h) in parity_cases() {
+        let area = 3 * (dst_w * dst_h) as usize;
+        for layout in [Layout::I420, Layout::Nv12] {
+            let held = planes(&frame, layout);
+            let job = held.planes.job(dst_w, dst_h, 1);
+            for precision in [Precision::F32, Precision::F16] {
+                let mut out = Out::new(precision, 2 * area);
+                // SAFETY: the job's planes are alive in `held`; `out` holds two slots.
+                unsafe {
+                    single(
+                        i32::from(layout == Layout::Nv12),
+                        i32::from(precision == Precision::F16),
+                        &job,
+                        dst_w as i32,
+                        dst_h as i32,
+                        out.ptr(),
+                    )
+                };
+                let (err, within) =
+                    out.compare(1, area, &reference(&frame, dst_w, dst_h, precision));
+                if !within || !out.slot_is_zero(0, area) {
+                    failures.push(format!("{case} {layout:?} {precision:?}: error {err}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn one_batch_launch_letterboxes_mixed_frames_and_layouts_into_their_slots() {
+    let Some(lib) = kernels() else { return };
+    let batch: BatchFn = symbol(lib, "cpu_letterbox_batch");
+    let frames: Vec<Frame> = parity_cases().into_iter().map(|c| c.1).collect();
+    let held: Vec<Planes> = frames
+        .iter()
+        .enumerate()
+        .map(|(k, f)| planes(f, [Layout::I420, Layout::Nv12][k % 2]))
+        .collect();
+    let (dst_w, dst_h) = (640, 640);
+    let area = 3 * (dst_w * dst_h) as usize;
+    let jobs: Vec<BatchJob> = held
+        .iter()
+        .enumerate()
+        .map(|(k, p)| p.planes.job(dst_w, dst_h, k))
+        .collect();
+    for precision in [Precision::F32, Precision::F16] {
+        let mut out = Out::new(precision, jobs.len() * area);
+        // SAFETY: every job's planes are alive in `held`; `out` holds a slot per job.
+        unsafe {
+            batch(
+                i32::from(precision == Precision::F16),
+                jobs.as_ptr(),
+                jobs.len() as i32,
+                dst_w as i32,
+                dst_h as i32,
+                out.ptr(),
+            )
+        };
+        for (k, frame) in frames.iter().enumerate() {
+            let (err, within) = out.compare(k, area, &reference(frame, dst_w, dst_h, precision));
+            assert!(within, "{precision:?} slot {k}: error {err}");
+        }
+    }
+}
+
+#[test]
+fn the_candidate_kernel_finds_exactly_the_references_candidates() {
+    use kvs_infer::gpu::candidates::{parity_cases, reference};
+    let Some(lib) = kernels() else { return };
+    let run: CandidatesFn = symbol(lib, "cpu_yolo_candidates");
+    for case in parity_cases() {
+        let d = case.dims;
+        let mut counts = vec![u32::MAX; d.batch];
+        let mut found = vec![Candidate::default(); d.batch * d.anchors];
+        // SAFETY: `output` is [batch, channels, anchors]; `counts` holds a word per
+        // image and `found` every anchor of every image.
+        unsafe {
+            run(
+                case.output.as_ptr(),
+                d.batch as i32,
+                d.channels as i32,
+                case.classes as i32,
+                d.anchors as i32,
+                case.conf,
+                counts.as_mut_ptr(),
+                found.as_mut_ptr(),
+            )
+        };
+        let want = reference(&case);
+        for (b, want) in want.iter().enumerate() {
+            let n = counts[b] as usize;
+            let mut got = found[b * d.anchors..b * d.anchors + n].to_vec();
+            got.sort_by_key(|c| c.anchor);
+            let bits = |l: &[Candidate]| -> Vec<[u32; 7]> {
+                l.iter()
+                    .map(|c| {
+                        [
+                            c.cx.to_bits(),
+                            c.cy.to_bits(),
+                            c.w.to_bits(),
+                            c.h.to_bits(),
+                            c.score.to_bits(),
+                            c.class_id,
+                            c.anchor,
+                        ]
+                    })
+                    .collect()
+            };
+            assert_eq!(bits(&got), bits(want), "{} image {b}", case.name);
+        }
+    }
+}
