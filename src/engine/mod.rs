@@ -7,6 +7,7 @@
 
 pub mod accel;
 pub mod build;
+mod inspect;
 mod names;
 pub mod onnx;
 pub mod providers;
