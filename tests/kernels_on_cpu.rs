@@ -242,7 +242,7 @@ fn one_batch_launch_letterboxes_mixed_frames_and_layouts_into_their_slots() {
 
 #[test]
 fn the_candidate_kernel_finds_exactly_the_references_candidates() {
-    use kvs_infer::gpu::candidates::{parity_cases, reference};
+    use kvs_infer::gpu::candidates::{bit_equal, parity_cases, reference};
     let Some(lib) = kernels() else { return };
     let run: CandidatesFn = symbol(lib, "cpu_yolo_candidates");
     for case in parity_cases() {
@@ -268,22 +268,11 @@ fn the_candidate_kernel_finds_exactly_the_references_candidates() {
             let n = counts[b] as usize;
             let mut got = found[b * d.anchors..b * d.anchors + n].to_vec();
             got.sort_by_key(|c| c.anchor);
-            let bits = |l: &[Candidate]| -> Vec<[u32; 7]> {
-                l.iter()
-                    .map(|c| {
-                        [
-                            c.cx.to_bits(),
-                            c.cy.to_bits(),
-                            c.w.to_bits(),
-                            c.h.to_bits(),
-                            c.score.to_bits(),
-                            c.class_id,
-                            c.anchor,
-                        ]
-                    })
-                    .collect()
-            };
-            assert_eq!(bits(&got), bits(want), "{} image {b}", case.name);
+            assert!(
+                bit_equal(&got, want),
+                "{} image {b}: {got:?} vs {want:?}",
+                case.name
+            );
         }
     }
 }

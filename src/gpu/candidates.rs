@@ -312,6 +312,23 @@ pub fn reference(case: &ParityCase) -> Vec<Vec<Candidate>> {
         .collect()
 }
 
+/// Whether two candidate lists hold the same candidates in the same order, bit for bit
+/// (so a NaN equals itself and 0.0 differs from -0.0).
+pub fn bit_equal(a: &[Candidate], b: &[Candidate]) -> bool {
+    let bits = |c: &Candidate| {
+        [
+            c.cx.to_bits(),
+            c.cy.to_bits(),
+            c.w.to_bits(),
+            c.h.to_bits(),
+            c.score.to_bits(),
+            c.class_id,
+            c.anchor,
+        ]
+    };
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| bits(x) == bits(y))
+}
+
 /// One parity check's outcome.
 #[derive(Debug, Clone)]
 pub struct ParityRow {
@@ -348,32 +365,13 @@ pub fn check_parity(gpu: &mut GpuCandidates, runs: usize) -> Result<Vec<ParityRo
         for list in &mut found {
             list.sort_by_key(|c| c.anchor);
         }
-        let bits = |lists: &[Vec<Candidate>]| -> Vec<Vec<[u32; 7]>> {
-            lists
-                .iter()
-                .map(|l| {
-                    l.iter()
-                        .map(|c| {
-                            [
-                                c.cx.to_bits(),
-                                c.cy.to_bits(),
-                                c.w.to_bits(),
-                                c.h.to_bits(),
-                                c.score.to_bits(),
-                                c.class_id,
-                                c.anchor,
-                            ]
-                        })
-                        .collect()
-                })
-                .collect()
-        };
         let longest = found.iter().map(Vec::len).max().unwrap_or(0);
         rows.push(ParityRow {
             name: case.name,
             dims: case.dims,
             candidates: expected.iter().map(Vec::len).sum(),
-            equal: bits(&found) == bits(&expected),
+            equal: found.len() == expected.len()
+                && found.iter().zip(&expected).all(|(a, b)| bit_equal(a, b)),
             micros,
             bytes_back: 4 * case.dims.batch
                 + case.dims.batch * longest * std::mem::size_of::<Candidate>(),
@@ -463,6 +461,27 @@ mod tests {
         assert!(reference(masks).iter().flatten().all(|c| c.class_id < 2));
         // A partial last block.
         assert_ne!(by_name("partial block").dims.anchors % BLOCK as usize, 0);
+    }
+
+    #[test]
+    fn lists_compare_bit_for_bit_in_order() {
+        let a = Candidate {
+            cx: 1.0,
+            score: 0.5,
+            anchor: 3,
+            ..Candidate::default()
+        };
+        let b = Candidate { anchor: 4, ..a };
+        assert!(bit_equal(&[a, b], &[a, b]));
+        assert!(!bit_equal(&[a, b], &[b, a]));
+        assert!(!bit_equal(&[a], &[a, b]));
+        assert!(!bit_equal(&[a], &[Candidate { cx: -0.0, ..a }]));
+        assert!(!bit_equal(
+            &[Candidate { cx: 0.0, ..a }],
+            &[Candidate { cx: -0.0, ..a }]
+        ));
+        let nan = Candidate { h: f32::NAN, ..a };
+        assert!(bit_equal(&[nan], &[nan]));
     }
 
     #[test]
