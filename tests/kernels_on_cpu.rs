@@ -2,8 +2,8 @@
 //! them, are built for the CPU with the host's C++ compiler and a small stand-in for
 //! CUDA's built-ins (`tests/support/cuda_on_cpu.cpp`), launched with the server's
 //! grids, and compared with their CPU references: the letterbox kernels (every layout
-//! and precision, one frame and a mixed batch) and the YOLO candidate kernel (bit for
-//! bit). A GPU still has the last word (tests/gpu.rs, bench/gpu-check.sh); this catches
+//! and precision, one frame and a mixed batch, and a batch as the engine workers stage
+//! it) and the YOLO candidate kernel (bit for bit). A GPU still has the last word (tests/gpu.rs, bench/gpu-check.sh); this catches
 //! a wrong index, offset, tap or tie-break before GPU time is spent on it.
 
 mod common;
@@ -237,6 +237,44 @@ fn one_batch_launch_letterboxes_mixed_frames_and_layouts_into_their_slots() {
             let (err, within) = out.compare(k, area, &reference(frame, dst_w, dst_h, precision));
             assert!(within, "{precision:?} slot {k}: error {err}");
         }
+    }
+}
+
+#[test]
+fn the_workers_staging_feeds_the_batch_kernel_what_the_reference_letterboxes() {
+    use kvs_infer::gpu::prep::{stage, staged_bytes};
+    let Some(lib) = kernels() else { return };
+    let batch: BatchFn = symbol(lib, "cpu_letterbox_batch");
+    // Every parity frame twice, so planes of many sizes sit back to back.
+    let frames: Vec<Frame> = parity_cases()
+        .into_iter()
+        .map(|c| c.1)
+        .cycle()
+        .take(10)
+        .collect();
+    let refs: Vec<&Frame> = frames.iter().collect();
+    let (dst_w, dst_h) = (320, 256);
+    // The staging is read where it lies: its host address stands for the device copy.
+    let mut staging = vec![0u8; staged_bytes(&refs)];
+    let base = staging.as_ptr() as u64;
+    let jobs = stage(&refs, &mut staging, base, (dst_w, dst_h));
+    assert_eq!(jobs.len(), refs.len());
+    let area = 3 * (dst_w * dst_h) as usize;
+    let mut out = Out::new(Precision::F32, jobs.len() * area);
+    // SAFETY: the jobs point into `staging`, alive and unchanged; `out` has their slots.
+    unsafe {
+        batch(
+            0,
+            jobs.as_ptr(),
+            jobs.len() as i32,
+            dst_w as i32,
+            dst_h as i32,
+            out.ptr(),
+        )
+    };
+    for (k, frame) in frames.iter().enumerate() {
+        let (err, within) = out.compare(k, area, &reference(frame, dst_w, dst_h, Precision::F32));
+        assert!(within, "slot {k}: error {err}");
     }
 }
 

@@ -49,6 +49,51 @@ pub(super) fn grown<B>(
     Ok(())
 }
 
+/// Bytes [`stage`] copies for `frames`: the planes of those not already on the device.
+pub fn staged_bytes(frames: &[&Frame]) -> usize {
+    frames
+        .iter()
+        .filter(|f| f.device.is_none())
+        .map(|f| f.planes().iter().map(Vec::len).sum::<usize>())
+        .sum()
+}
+
+/// Lays out a batch for the batch kernel into a `dst_w`×`dst_h` tensor: the planes of
+/// frames in host memory are copied back to back into `staging` (at least
+/// [`staged_bytes`] long), whose copy will lie at device address `base`; frames
+/// already on the device (NVDEC's) are read where they are. Returns frame `k`'s job
+/// for slot `k`. Pure, so it is tested on the CPU with the kernel run there too.
+pub fn stage(frames: &[&Frame], staging: &mut [u8], base: u64, dst: (u32, u32)) -> Vec<BatchJob> {
+    let (dst_w, dst_h) = dst;
+    let mut at = 0usize;
+    let mut jobs = Vec::with_capacity(frames.len());
+    for (k, frame) in frames.iter().enumerate() {
+        if let Some(image) = &frame.device {
+            jobs.push(image.planes().job(dst_w, dst_h, k));
+            continue;
+        }
+        let mut addr = [0u64; 3];
+        for (i, plane) in frame.planes().iter().enumerate() {
+            staging[at..at + plane.len()].copy_from_slice(plane);
+            addr[i] = base + at as u64;
+            at += plane.len();
+        }
+        let planes = DevicePlanes {
+            y: addr[0],
+            u: addr[1],
+            v: addr[2],
+            y_stride: frame.width,
+            uv_stride: frame.width / 2,
+            layout: Layout::I420,
+            width: frame.width,
+            height: frame.height,
+            matrix: frame.matrix,
+        };
+        jobs.push(planes.job(dst_w, dst_h, k));
+    }
+    jobs
+}
+
 impl GpuPrep {
     /// Loads the kernels for GPU `device_id` (its cubin, else PTX: compiled by NVRTC, or
     /// from the cache in `kernel_cache`) for a `dst_w`×`dst_h` model input.
@@ -82,11 +127,7 @@ impl GpuPrep {
         let n = frames.len();
         // Frames already in device memory (NVDEC's) are read where they are; the others
         // are staged and copied up.
-        let plane_bytes: usize = frames
-            .iter()
-            .filter(|f| f.device.is_none())
-            .map(|f| f.planes().iter().map(Vec::len).sum::<usize>())
-            .sum();
+        let plane_bytes = staged_bytes(frames);
         let job_bytes = n * std::mem::size_of::<BatchJob>();
         let slot = 3 * (self.dst_w * self.dst_h) as usize;
         grown(
@@ -109,32 +150,8 @@ impl GpuPrep {
         };
         let host = staging.as_mut_slice();
         let base = dev.device_ptr();
-        let mut at = 0usize;
-        let mut jobs = Vec::with_capacity(n);
-        for (k, frame) in frames.iter().enumerate() {
-            if let Some(image) = &frame.device {
-                jobs.push(image.planes().job(self.dst_w, self.dst_h, k));
-                continue;
-            }
-            let mut addr = [0u64; 3];
-            for (i, plane) in frame.planes().iter().enumerate() {
-                host[at..at + plane.len()].copy_from_slice(plane);
-                addr[i] = base + at as u64;
-                at += plane.len();
-            }
-            let planes = DevicePlanes {
-                y: addr[0],
-                u: addr[1],
-                v: addr[2],
-                y_stride: frame.width,
-                uv_stride: frame.width / 2,
-                layout: Layout::I420,
-                width: frame.width,
-                height: frame.height,
-                matrix: frame.matrix,
-            };
-            jobs.push(planes.job(self.dst_w, self.dst_h, k));
-        }
+        let jobs = stage(frames, host, base, (self.dst_w, self.dst_h));
+        let at = plane_bytes;
         // SAFETY: BatchJob is repr(C) plain data without padding (3 × u64, 12 × i32).
         let job_view = unsafe { std::slice::from_raw_parts(jobs.as_ptr().cast::<u8>(), job_bytes) };
         host[at..at + job_bytes].copy_from_slice(job_view);
