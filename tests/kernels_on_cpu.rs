@@ -203,6 +203,51 @@ fn each_one_frame_letterbox_kernel_matches_the_cpu_reference_and_writes_only_its
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// `frame` as NVDEC lays out a surface: NV12 rows `pitch` bytes apart with junk after
+/// each row, and the chroma plane after a luma plane of `surface_height` rows.
+fn nvdec_surface(frame: &Frame, pitch: usize, surface_height: usize) -> Vec<u8> {
+    let (w, h) = (frame.width as usize, frame.height as usize);
+    let [y, u, v] = frame.planes();
+    let uv = interleave_uv(u, v);
+    let mut surface = vec![0xEEu8; pitch * (surface_height + h.div_ceil(2))];
+    for row in 0..h {
+        surface[row * pitch..row * pitch + w].copy_from_slice(&y[row * w..(row + 1) * w]);
+    }
+    let chroma = pitch * surface_height;
+    for row in 0..h / 2 {
+        let at = chroma + row * pitch;
+        surface[at..at + w].copy_from_slice(&uv[row * w..(row + 1) * w]);
+    }
+    surface
+}
+
+#[test]
+fn pitched_nvdec_surfaces_are_read_within_their_rows() {
+    let Some(lib) = kernels() else { return };
+    let batch: BatchFn = symbol(lib, "cpu_letterbox_batch");
+    for (case, frame, dst_w, dst_h) in parity_cases() {
+        // NVDEC's pitch is the width rounded up (to 512 here, at least 256 more), and
+        // its surfaces are taller than the picture (rounded up to 16 rows, and more).
+        let pitch = (frame.width as usize + 256).next_multiple_of(512);
+        let surface_height = (frame.height as usize).next_multiple_of(16) + 16;
+        let surface = nvdec_surface(&frame, pitch, surface_height);
+        let y = surface.as_ptr() as u64;
+        let planes = DevicePlanes::nv12(
+            (y, y + (pitch * surface_height) as u64, pitch),
+            frame.width,
+            frame.height,
+            frame.matrix,
+        );
+        let job = planes.job(dst_w, dst_h, 0);
+        let area = 3 * (dst_w * dst_h) as usize;
+        let mut out = Out::new(Precision::F32, area);
+        // SAFETY: the job points into `surface`, alive; `out` holds one slot.
+        unsafe { batch(0, &job, 1, dst_w as i32, dst_h as i32, out.ptr()) };
+        let (err, within) = out.compare(0, area, &reference(&frame, dst_w, dst_h, Precision::F32));
+        assert!(within, "{case}: error {err}");
+    }
+}
+
 #[test]
 fn one_batch_launch_letterboxes_mixed_frames_and_layouts_into_their_slots() {
     let Some(lib) = kernels() else { return };
