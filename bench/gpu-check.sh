@@ -19,34 +19,41 @@
 # bench/README.md with the date and GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=bench/gpu-check
+CHECK=bench/gpu-check
 if [ "${1:-}" = "--prepare" ]; then
     scripts/setup.sh --test >/dev/null
     scripts/fetch-assets.sh >/dev/null
     cargo build --release --example gpu_check
-    rm -rf "$OUT" && mkdir -p "$OUT/clips"
-    cp target/release/examples/gpu_check "$OUT/gpu_check"
-    strip "$OUT/gpu_check" 2>/dev/null || true
-    "$OUT/gpu_check" --prepare "$OUT"
+    rm -rf "$CHECK" && mkdir -p "$CHECK/clips"
+    cp target/release/examples/gpu_check "$CHECK/gpu_check"
+    strip "$CHECK/gpu_check" 2>/dev/null || true
+    "$CHECK/gpu_check" --prepare "$CHECK"
     src=../shared/fixtures/video/person-motorcycle-1080p30.mp4
     [ -f "$src" ] || src=.cache/demo/person-motorcycle-720p.mp4
     frag=(-movflags frag_keyframe+empty_moov+default_base_moof)
-    ffmpeg -v error -y -i "$src" -an -c:v copy "${frag[@]}" "$OUT/clips/h264.mp4"
+    ffmpeg -v error -y -i "$src" -an -c:v copy "${frag[@]}" "$CHECK/clips/h264.mp4"
     ffmpeg -v error -y -i "$src" -an -t 5 -c:v libx265 -preset ultrafast -x265-params log-level=error \
-        -tag:v hvc1 "${frag[@]}" "$OUT/clips/h265.mp4"
-    for clip in "$OUT"/clips/*.mp4; do
+        -tag:v hvc1 "${frag[@]}" "$CHECK/clips/h265.mp4"
+    for clip in "$CHECK"/clips/*.mp4; do
         size=$(ffprobe -v error -select_streams v:0 -show_entries stream=width,height -of csv=p=0:s=x "$clip")
         ffmpeg -v error -i "$clip" -f rawvideo -pix_fmt yuv420p - |
-            "$OUT/gpu_check" --hash-frames "${size%x*}" "${size#*x}" "${clip%.mp4}.ref" "${clip%.mp4}.frame0.yuv"
+            "$CHECK/gpu_check" --hash-frames "${size%x*}" "${size#*x}" "${clip%.mp4}.ref" "${clip%.mp4}.frame0.yuv"
     done
     model=../shared/fixtures/models/yolov8n-coco.onnx
     [ -f "$model" ] || model=.cache/demo/yolov8n-coco.onnx
-    cp "$model" "$OUT/yolov8n-coco.onnx"
-    du -sh "$OUT"
+    cp "$model" "$CHECK/yolov8n-coco.onnx"
+    du -sh "$CHECK"
     exit 0
 fi
-BIN="$OUT/gpu_check"
+BIN="$CHECK/gpu_check"
 [ -x "$BIN" ] || { echo "run bench/gpu-check.sh --prepare first (here), then this (on the GPU host)" >&2; exit 2; }
-echo "# GPU check, $(date -u +%FT%TZ), $(hostname)"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true
-"$BIN" "$OUT"
+# The device tool returns only the last 12,000 characters of output; where it gives
+# a folder to bring files back from ($OUT), the whole report goes there too.
+report=/dev/null
+[ -n "${OUT:-}" ] && [ -d "$OUT" ] && report="$OUT/gpu-check.md"
+{
+    echo "# GPU check, $(date -u +%FT%TZ), $(hostname)"
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true
+    "$BIN" "$CHECK"
+} 2>&1 | tee "$report"
+exit "${PIPESTATUS[0]}"

@@ -13,8 +13,10 @@
 //!   candidate kernel against its CPU reference; NVDEC on the
 //!   clips in `DIR/clips` (bit-exactness, NV12 surfaces into the kernel without a host
 //!   copy, throughput); TensorRT and CUDA engines against the CPU engine
-//!   (`DIR/yolov8n-coco.onnx`), each as a markdown table. Exits 1 when a check fails,
-//!   2 without a GPU.
+//!   (`DIR/yolov8n-coco.onnx`), each as a markdown table. Each section runs in a
+//!   process of its own with a time limit (`gpu_check DIR --section NAME` runs one), so
+//!   one that crashes or hangs costs only itself. Exits 1 when a check fails, 2
+//!   without a GPU.
 //!
 //! The binary links nothing but libc: CUDA, NVDEC and ONNX Runtime are opened at run
 //! time, so it runs on a bare GPU host.
@@ -27,7 +29,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kvs_infer::gpu::batch::check_batch;
-use kvs_infer::gpu::kernels::{images_cached, SOURCES};
+use kvs_infer::gpu::kernels::{images_cached, PREPROCESS, SOURCES};
 use kvs_infer::gpu::letterbox::{check_parity, GpuLetterbox, F16_TOLERANCE_ULP, F32_TOLERANCE};
 use kvs_infer::gpu::GpuStatus;
 
@@ -242,6 +244,103 @@ fn candidates(kernels: &Path) -> bool {
     rows.iter().all(|r| r.equal)
 }
 
+/// The sections, in order, with how long each may take (seconds): together well
+/// inside the device tool's 10 minutes a call.
+const SECTIONS: [(&str, u64); 5] = [
+    ("kernels", 90),
+    ("preprocessing", 60),
+    ("candidates", 60),
+    ("nvdec", 180),
+    ("engines", 150),
+];
+
+/// The preprocessing kernels for this GPU, from the cache `--prepare` made (or NVRTC),
+/// with a line saying which image loaded; `None` (said) when none loads.
+fn letterbox_kernels(kernels: &Path, cc: (i32, i32)) -> Option<GpuLetterbox> {
+    let mut nvrtc = None;
+    let loaded = images_cached(kernels, &PREPROCESS, cc, &mut nvrtc)
+        .map_err(|e| e.to_string())
+        .and_then(|images| GpuLetterbox::load(0, &images).map_err(|e| e.to_string()));
+    match loaded {
+        Ok((gpu, kind)) => {
+            let from = match nvrtc {
+                Some(_) => "compiled here with NVRTC",
+                None => "from the cache made by --prepare",
+            };
+            println!("Kernels for sm_{}{}: {kind} ({from})", cc.0, cc.1);
+            Some(gpu)
+        }
+        Err(e) => {
+            println!("Kernels for sm_{}{}: FAIL: {e}", cc.0, cc.1);
+            None
+        }
+    }
+}
+
+/// Runs one section in this process; false when a check failed.
+fn section(name: &str, dir: &Path, cc: (i32, i32)) -> bool {
+    let kernels_dir = dir.join("kernels");
+    match name {
+        "kernels" => letterbox_kernels(&kernels_dir, cc).is_some_and(|gpu| kernels(&gpu)),
+        "preprocessing" => preprocessing(&kernels_dir),
+        "candidates" => candidates(&kernels_dir),
+        "nvdec" => {
+            // Without the kernels, NVDEC's own checks still run.
+            let gpu = letterbox_kernels(&kernels_dir, cc);
+            decode::section(gpu.as_ref(), &dir.join("clips"), &kernels_dir)
+        }
+        "engines" => engine::section(
+            &dir.join("yolov8n-coco.onnx"),
+            &dir.join("engines"),
+            &kernels_dir,
+        ),
+        other => {
+            println!("no section {other:?}");
+            false
+        }
+    }
+}
+
+/// Runs `name` in a child process of this binary, so a section that crashes (FFI
+/// code meeting a GPU for the first time) or hangs costs only itself: GPU time is too
+/// rare to lose the rest. False when it failed, crashed or ran out of time.
+fn isolated(name: &str, dir: &Path, limit_s: u64) -> bool {
+    use std::process::Command;
+    let started = Instant::now();
+    let child = std::env::current_exe()
+        .and_then(|exe| Command::new(exe).arg(dir).args(["--section", name]).spawn());
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            println!("\n{name}: FAIL: cannot start: {e}");
+            return false;
+        }
+    };
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return true,
+            Ok(Some(status)) => {
+                use std::os::unix::process::ExitStatusExt;
+                if let Some(signal) = status.signal() {
+                    println!("\n{name}: FAIL: crashed (signal {signal})");
+                }
+                return false;
+            }
+            Ok(None) if started.elapsed() > Duration::from_secs(limit_s) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                println!("\n{name}: FAIL: still running after {limit_s} s; stopped");
+                return false;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => {
+                println!("\n{name}: FAIL: {e}");
+                return false;
+            }
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -258,55 +357,28 @@ fn main() {
         _ => {}
     }
     let dir = Path::new(args.first().map_or("bench/gpu-check", String::as_str));
+    let only = args
+        .iter()
+        .position(|a| a == "--section")
+        .and_then(|i| args.get(i + 1));
     let status = kvs_infer::gpu::probe();
-    println!("GPU: {}", status.summary());
+    if only.is_none() {
+        println!("GPU: {}", status.summary());
+    }
     let GpuStatus::Available { devices, .. } = status else {
         std::process::exit(2);
     };
     let cc = devices[0].compute_capability;
-    let mut nvrtc = None;
-    let gpu = images_cached(&dir.join("kernels"), &SOURCES[0], cc, &mut nvrtc)
-        .map_err(|e| e.to_string())
-        .and_then(|images| GpuLetterbox::load(0, &images).map_err(|e| e.to_string()));
-    let mut ok = gpu.is_ok();
-    let gpu = match gpu {
-        Ok((gpu, kind)) => {
-            let from = match nvrtc {
-                Some(_) => "compiled here with NVRTC",
-                None => "from the cache made by --prepare",
-            };
-            println!("Kernels for sm_{}{}: {kind} ({from})", cc.0, cc.1);
-            Some(gpu)
-        }
-        Err(e) => {
-            // Every section that can go on without the kernels still runs.
-            println!("Kernels for sm_{}{}: FAIL: {e}", cc.0, cc.1);
-            None
-        }
-    };
-    // A section that panics costs only itself: GPU time is too rare to lose the rest.
-    let guarded = |name: &str, section: &dyn Fn() -> bool| {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(section)).unwrap_or_else(|_| {
-            println!("\n{name}: FAIL: panicked");
-            false
-        })
-    };
-    let kernels_dir = dir.join("kernels");
-    if let Some(gpu) = &gpu {
-        ok &= guarded("kernels", &|| kernels(gpu));
-        ok &= guarded("GPU preprocessing", &|| preprocessing(&kernels_dir));
+    if let Some(name) = only {
+        let ok = section(name, dir, cc);
+        let _ = std::io::stdout().flush();
+        std::process::exit(if ok { 0 } else { 1 });
     }
-    ok &= guarded("candidates", &|| candidates(&kernels_dir));
-    ok &= guarded("NVDEC", &|| {
-        decode::section(gpu.as_ref(), &dir.join("clips"), &kernels_dir)
-    });
-    ok &= guarded("engines", &|| {
-        engine::section(
-            &dir.join("yolov8n-coco.onnx"),
-            &dir.join("engines"),
-            &kernels_dir,
-        )
-    });
+    let mut ok = true;
+    for (name, limit_s) in SECTIONS {
+        let _ = std::io::stdout().flush();
+        ok &= isolated(name, dir, limit_s);
+    }
     let _ = std::io::stdout().flush();
     if !ok {
         std::process::exit(1);
