@@ -98,18 +98,10 @@ fn the_binding_matches_nvidias_headers_byte_for_byte() {
 
 /// Every picture of `path`, decoded by ffmpeg, as one MD5 per frame.
 fn frame_md5s(input: &[&str]) -> Vec<String> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error"])
-        .args(input)
-        .args(["-map", "0:v:0", "-f", "framemd5", "-"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
+    let mut args = vec!["-v", "error"];
+    args.extend_from_slice(input);
+    args.extend_from_slice(&["-map", "0:v:0", "-f", "framemd5", "-"]);
+    String::from_utf8(ffmpeg(&args))
         .unwrap()
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -119,28 +111,38 @@ fn frame_md5s(input: &[&str]) -> Vec<String> {
 
 fn clip(dir: &Path, name: &str, codec: &str) -> PathBuf {
     let path = dir.join(name);
-    let out = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-        ])
-        .args([
-            "-t", "3", "-c:v", codec, "-g", "25", "-bf", "2", "-pix_fmt", "yuv420p",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap();
+    ffmpeg(&[
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-t",
+        "3",
+        "-c:v",
+        codec,
+        "-g",
+        "25",
+        "-bf",
+        "2",
+        "-pix_fmt",
+        "yuv420p",
+        path.to_str().unwrap(),
+    ]);
+    path
+}
+
+/// ffmpeg's standard output for `args`; its error output is the failure message.
+fn ffmpeg(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("ffmpeg").args(args).output().unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "ffmpeg {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    path
+    out.stdout
 }
 
 #[test]
