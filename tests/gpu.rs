@@ -2,6 +2,12 @@
 //! `scripts/setup.sh --test` from the nvidia-cuda-nvrtc-cu12 wheel) for the GPUs we
 //! target, a broken kernel fails with NVRTC's log, and the server on a machine without
 //! a usable GPU says why and runs on the CPU, or refuses a GPU-only backend with exit 2.
+//!
+//! The GPU tests run on a GPU when there is one. Where there is none, they run anyway
+//! on a fake CUDA driver (`tests/support/fake_cuda.cpp`: host memory for device
+//! memory, our kernels run on the CPU), as does the GPU check: the whole host side of
+//! the GPU path is exercised on every machine; only timing, concurrency and the GPU's
+//! arithmetic wait for a real one.
 
 mod common;
 
@@ -143,33 +149,35 @@ fn on_a_gpu_the_kernels_match_the_cpu_reference_and_write_only_their_slot() {
     use kvs_infer::gpu::letterbox::{check_parity, GpuLetterbox};
     use kvs_infer::gpu::GpuStatus;
     let GpuStatus::Available { devices, .. } = kvs_infer::gpu::probe() else {
-        skip("no GPU: kernel parity runs when one is present (bench/gpu-check.sh)");
+        skip("no GPU: run here on the fake driver instead (the_gpu_path_runs_whole_on_a_fake_driver…); on a real one by bench/gpu-check.sh");
         return;
     };
     let Some(nvrtc) = nvrtc() else { return };
     let arch = arch_for(devices[0].compute_capability);
     let ptx = compile_all(&nvrtc, &arch).unwrap_or_else(|e| panic!("{e}"));
     let gpu = GpuLetterbox::new(0, &ptx[0].1).unwrap_or_else(|e| panic!("{e}"));
-    let rows = check_parity(&gpu).unwrap_or_else(|e| panic!("{e}"));
+    let rows = check_parity(&gpu, 1).unwrap_or_else(|e| panic!("{e}"));
     let failed: Vec<_> = rows.iter().filter(|r| !r.pass).collect();
     assert!(failed.is_empty(), "{failed:#?}");
     // One launch for a batch of mixed sizes and layouts fills every slot the same way.
     let batch = kvs_infer::gpu::batch::check_batch(&gpu, 1).unwrap_or_else(|e| panic!("{e}"));
     assert!(batch.iter().all(|r| r.pass), "{batch:#?}");
-    // The engine workers' path: staged, copied and launched on a stream of its own.
+    // The engine workers' path: staged, copied and launched on a stream of its own,
+    // into a model input that is not square (so width and height cannot be swapped).
     let frames: Vec<_> = kvs_infer::gpu::letterbox::parity_cases()
         .into_iter()
         .map(|c| c.1)
         .collect();
     let refs: Vec<_> = frames.iter().collect();
     let cache = temp_dir("gpu-prep-kernels");
-    let mut prep = kvs_infer::gpu::prep::GpuPrep::new(0, 640, 640, &cache).unwrap();
+    let (w, h) = (640, 384);
+    let mut prep = kvs_infer::gpu::prep::GpuPrep::new(0, w, h, &cache).unwrap();
     prep.prepare(&refs).unwrap();
     let got = prep.download(refs.len()).unwrap();
-    let slot = 3 * 640 * 640;
+    let slot = 3 * (w * h) as usize;
     for (k, frame) in frames.iter().enumerate() {
         let mut want = vec![0f32; slot];
-        kvs_infer::preprocess::cpu::letterbox_into(frame, 640, 640, &mut want);
+        kvs_infer::preprocess::cpu::letterbox_into(frame, w, h, &mut want);
         let err = kvs_infer::gpu::letterbox::max_abs_diff(&got[k * slot..(k + 1) * slot], &want);
         assert!(
             err <= kvs_infer::gpu::letterbox::F32_TOLERANCE,
@@ -182,7 +190,7 @@ fn on_a_gpu_the_kernels_match_the_cpu_reference_and_write_only_their_slot() {
 fn on_a_gpu_the_candidate_kernel_finds_exactly_the_cpu_references_candidates() {
     use kvs_infer::gpu::candidates::{check_parity, GpuCandidates};
     if !kvs_infer::gpu::probe().is_available() {
-        skip("no GPU: candidate-kernel parity runs when one is present (bench/gpu-check.sh)");
+        skip("no GPU: run here on the fake driver instead (the_gpu_path_runs_whole_on_a_fake_driver…); on a real one by bench/gpu-check.sh");
         return;
     }
     let cache = temp_dir("gpu-candidate-kernels");
@@ -190,6 +198,82 @@ fn on_a_gpu_the_candidate_kernel_finds_exactly_the_cpu_references_candidates() {
     let rows = check_parity(&mut gpu, 1).unwrap_or_else(|e| panic!("{e}"));
     let failed: Vec<_> = rows.iter().filter(|r| !r.equal).collect();
     assert!(failed.is_empty(), "{failed:#?}");
+}
+
+/// The GPU tests above run by name in a child process of this test binary.
+const GPU_TESTS: [&str; 2] = [
+    "on_a_gpu_the_kernels_match_the_cpu_reference_and_write_only_their_slot",
+    "on_a_gpu_the_candidate_kernel_finds_exactly_the_cpu_references_candidates",
+];
+
+#[test]
+fn the_gpu_path_runs_whole_on_a_fake_driver_that_runs_our_kernels_on_the_cpu() {
+    if std::env::var_os("KVS_INFER_CUDA_DRIVER").is_some() {
+        return; // A child run on some driver already.
+    }
+    if !std::path::Path::new("/usr/include/ffnvcodec/dynlink_cuda.h").is_file() {
+        skip("no nv-codec-headers to build the fake driver against (scripts/setup.sh --test)");
+        return;
+    }
+    let Some(_) = nvrtc() else { return };
+    let driver = match common::build_support_library("fake-cuda", "fake_cuda.cpp") {
+        Ok(lib) => lib,
+        Err(why) => {
+            skip(&why);
+            return;
+        }
+    };
+    // The GPU tests of this file, on the fake: the probe finds it, and the driver
+    // shim, the kernels' images, their arguments and grids, GPU preprocessing's
+    // staging and the candidate stage's copies all run for real.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(GPU_TESTS)
+        .args(["--exact", "--nocapture"])
+        .env("KVS_INFER_CUDA_DRIVER", &driver)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("test result: ok. 2 passed"), "{text}");
+    assert!(!text.contains("SKIPPED"), "{text}");
+
+    // The GPU check itself (bench/gpu-check.sh's binary), run quickly; with no
+    // prepared cache it compiles the kernels it needs with NVRTC.
+    let Some(check) = std::env::current_exe()
+        .ok()
+        .and_then(|t| Some(t.parent()?.parent()?.join("examples/gpu_check")))
+        .filter(|p| p.is_file())
+    else {
+        skip("the gpu_check example is not built (cargo test --all-targets builds it)");
+        return;
+    };
+    let dir = temp_dir("gpu-check-on-fake");
+    let out = std::process::Command::new(&check)
+        .arg(&dir)
+        .arg("--quick")
+        .env("KVS_INFER_CUDA_DRIVER", &driver)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    for section in [
+        "## Kernels",
+        "One launch per batch",
+        "## GPU preprocessing",
+        "## GPU candidate stage",
+        "## NVDEC",
+        "## Engines",
+    ] {
+        assert!(report.contains(section), "no {section:?} in {report}");
+    }
+    assert!(
+        report.contains("| pass |") && !report.contains("FAIL"),
+        "{report}"
+    );
 }
 
 #[test]

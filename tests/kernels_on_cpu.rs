@@ -9,14 +9,11 @@
 mod common;
 
 use std::ffi::c_void;
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 
-use common::{skip, temp_dir};
+use common::{build_support_library, skip};
 use kvs_infer::decode::Frame;
 use kvs_infer::gpu::batch::{BatchJob, DevicePlanes};
-use kvs_infer::gpu::kernels::SOURCES;
 use kvs_infer::gpu::letterbox::{
     interleave_uv, max_abs_diff, max_ulp_diff, parity_cases, reference, Layout, Precision,
     SlotData, F16_TOLERANCE_ULP, F32_TOLERANCE,
@@ -33,40 +30,7 @@ type CandidatesFn =
 fn kernels() -> Option<&'static libloading::Library> {
     static LIB: OnceLock<Result<libloading::Library, String>> = OnceLock::new();
     let built = LIB.get_or_init(|| {
-        let Some(cxx) = ["c++", "clang++", "g++"].into_iter().find(|c| {
-            Command::new(c)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        }) else {
-            return Err("no C++ compiler (c++, clang++ or g++)".into());
-        };
-        let dir = temp_dir("kernels-on-cpu");
-        for kernel in SOURCES {
-            std::fs::write(dir.join(kernel.file), kernel.source).unwrap();
-        }
-        let shim = dir.join("cuda_on_cpu.cpp");
-        std::fs::write(&shim, include_str!("support/cuda_on_cpu.cpp")).unwrap();
-        let lib: PathBuf = dir.join("libkernels_on_cpu.so");
-        let out = Command::new(cxx)
-            .args([
-                "-std=c++17",
-                "-O2",
-                "-ffp-contract=off",
-                "-fPIC",
-                "-shared",
-                "-o",
-            ])
-            .arg(&lib)
-            .arg(&shim)
-            .output()
-            .unwrap();
-        // A kernel that does not build here is a failure, not a skip.
-        assert!(
-            out.status.success(),
-            "{cxx} could not build the kernels for the CPU:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let lib = build_support_library("kernels-on-cpu", "cuda_on_cpu.cpp")?;
         // SAFETY: a library we just built, with no initialisers of note.
         Ok(unsafe { libloading::Library::new(&lib) }.unwrap())
     });

@@ -209,11 +209,13 @@ pub fn section(gpu: Option<&GpuLetterbox>, dir: &Path, kernels: &Path) -> bool {
         let row = (|| -> Result<String, String> {
             let (info, samples) = demux(&clip)?;
             let q = quality(gpu, kernels, &info, &samples, &clip)?;
-            let one = throughput(&info, &samples, 3.0)?;
+            let one = throughput(&info, &samples, 1.5 * super::rate_seconds())?;
             let threads: Vec<_> = (0..SESSIONS)
                 .map(|_| {
                     let (info, samples) = (info.clone(), samples.clone());
-                    std::thread::spawn(move || throughput(&info, &samples, 4.0))
+                    std::thread::spawn(move || {
+                        throughput(&info, &samples, 2.0 * super::rate_seconds())
+                    })
                 })
                 .collect();
             let mut total = 0.0;

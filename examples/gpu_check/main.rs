@@ -15,8 +15,9 @@
 //!   copy, throughput); TensorRT and CUDA engines against the CPU engine
 //!   (`DIR/yolov8n-coco.onnx`), each as a markdown table. Each section runs in a
 //!   process of its own with a time limit (`gpu_check DIR --section NAME` runs one), so
-//!   one that crashes or hangs costs only itself. Exits 1 when a check fails, 2
-//!   without a GPU.
+//!   one that crashes or hangs costs only itself. `--quick` runs every check once and
+//!   every rate briefly: a smoke run, not a measurement. Exits 1 when a check fails,
+//!   2 without a GPU.
 //!
 //! The binary links nothing but libc: CUDA, NVDEC and ONNX Runtime are opened at run
 //! time, so it runs on a bare GPU host.
@@ -41,13 +42,39 @@ fn fail(what: &str, e: impl std::fmt::Display) -> ! {
     std::process::exit(1);
 }
 
+/// `--quick`: every check once and every rate briefly, to see that the check works
+/// end to end (the tests run it on a fake driver) rather than to measure.
+static QUICK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn quick() -> bool {
+    QUICK.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Timed repetitions of a check: 100, or 1 with `--quick`.
+fn runs() -> usize {
+    if quick() {
+        1
+    } else {
+        100
+    }
+}
+
+/// Seconds a rate is measured over: 2, or a tenth of one with `--quick`.
+fn rate_seconds() -> f64 {
+    if quick() {
+        0.1
+    } else {
+        2.0
+    }
+}
+
 /// Images per second through `run`, which handles `batch` images a call: one call to
-/// warm up, then as many as fit in two seconds.
+/// warm up, then as many as fit in [`rate_seconds`].
 fn rate(batch: usize, mut run: impl FnMut() -> Result<(), String>) -> Result<f64, String> {
     run()?;
     let started = Instant::now();
     let mut images = 0;
-    while started.elapsed() < Duration::from_secs(2) {
+    while started.elapsed() < Duration::from_secs_f64(rate_seconds()) {
         run()?;
         images += batch;
     }
@@ -100,7 +127,7 @@ fn hash_frames(args: &[String]) {
 }
 
 fn kernels(gpu: &GpuLetterbox) -> bool {
-    let rows = match check_parity(gpu) {
+    let rows = match check_parity(gpu, runs()) {
         Ok(rows) => rows,
         Err(e) => {
             println!("\n## Kernels\n\nkernel parity: FAIL: {e}");
@@ -127,7 +154,7 @@ fn kernels(gpu: &GpuLetterbox) -> bool {
             if r.pass { "pass" } else { "FAIL" }
         );
     }
-    let batch = match check_batch(gpu, 100) {
+    let batch = match check_batch(gpu, runs()) {
         Ok(rows) => rows,
         Err(e) => {
             println!("\nbatch kernel: FAIL: {e}");
@@ -215,7 +242,7 @@ fn candidates(kernels: &Path) -> bool {
     use kvs_infer::gpu::candidates::{check_parity, GpuCandidates};
     println!("\n## GPU candidate stage (detector outputs)\n");
     let rows = GpuCandidates::new(0, kernels)
-        .and_then(|mut gpu| check_parity(&mut gpu, 100).map_err(|e| e.to_string()));
+        .and_then(|mut gpu| check_parity(&mut gpu, runs()).map_err(|e| e.to_string()));
     let rows = match rows {
         Ok(rows) => rows,
         Err(e) => {
@@ -254,9 +281,9 @@ const SECTIONS: [(&str, u64); 5] = [
     ("engines", 150),
 ];
 
-/// The preprocessing kernels for this GPU, from the cache `--prepare` made (or NVRTC),
-/// with a line saying which image loaded; `None` (said) when none loads.
-fn letterbox_kernels(kernels: &Path, cc: (i32, i32)) -> Option<GpuLetterbox> {
+/// The preprocessing kernels for this GPU, from the cache `--prepare` made (or NVRTC);
+/// `None` when none loads. With `say`, a line tells which image loaded, or why none.
+fn letterbox_kernels(kernels: &Path, cc: (i32, i32), say: bool) -> Option<GpuLetterbox> {
     let mut nvrtc = None;
     let loaded = images_cached(kernels, &PREPROCESS, cc, &mut nvrtc)
         .map_err(|e| e.to_string())
@@ -267,11 +294,15 @@ fn letterbox_kernels(kernels: &Path, cc: (i32, i32)) -> Option<GpuLetterbox> {
                 Some(_) => "compiled here with NVRTC",
                 None => "from the cache made by --prepare",
             };
-            println!("Kernels for sm_{}{}: {kind} ({from})", cc.0, cc.1);
+            if say {
+                println!("Kernels for sm_{}{}: {kind} ({from})", cc.0, cc.1);
+            }
             Some(gpu)
         }
         Err(e) => {
-            println!("Kernels for sm_{}{}: FAIL: {e}", cc.0, cc.1);
+            if say {
+                println!("Kernels for sm_{}{}: FAIL: {e}", cc.0, cc.1);
+            }
             None
         }
     }
@@ -281,12 +312,12 @@ fn letterbox_kernels(kernels: &Path, cc: (i32, i32)) -> Option<GpuLetterbox> {
 fn section(name: &str, dir: &Path, cc: (i32, i32)) -> bool {
     let kernels_dir = dir.join("kernels");
     match name {
-        "kernels" => letterbox_kernels(&kernels_dir, cc).is_some_and(|gpu| kernels(&gpu)),
+        "kernels" => letterbox_kernels(&kernels_dir, cc, true).is_some_and(|gpu| kernels(&gpu)),
         "preprocessing" => preprocessing(&kernels_dir),
         "candidates" => candidates(&kernels_dir),
         "nvdec" => {
             // Without the kernels, NVDEC's own checks still run.
-            let gpu = letterbox_kernels(&kernels_dir, cc);
+            let gpu = letterbox_kernels(&kernels_dir, cc, false);
             decode::section(gpu.as_ref(), &dir.join("clips"), &kernels_dir)
         }
         "engines" => engine::section(
@@ -307,8 +338,13 @@ fn section(name: &str, dir: &Path, cc: (i32, i32)) -> bool {
 fn isolated(name: &str, dir: &Path, limit_s: u64) -> bool {
     use std::process::Command;
     let started = Instant::now();
-    let child = std::env::current_exe()
-        .and_then(|exe| Command::new(exe).arg(dir).args(["--section", name]).spawn());
+    let child = std::env::current_exe().and_then(|exe| {
+        Command::new(exe)
+            .arg(dir)
+            .args(["--section", name])
+            .args(quick().then_some("--quick"))
+            .spawn()
+    });
     let mut child = match child {
         Ok(c) => c,
         Err(e) => {
@@ -357,6 +393,10 @@ fn main() {
         _ => {}
     }
     let dir = Path::new(args.first().map_or("bench/gpu-check", String::as_str));
+    QUICK.store(
+        args.iter().any(|a| a == "--quick"),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let only = args
         .iter()
         .position(|a| a == "--section")

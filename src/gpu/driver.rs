@@ -45,7 +45,7 @@ unsafe impl Sync for Context {}
 impl Context {
     /// Retains device `ordinal`'s primary context and makes it current here.
     pub fn new(ordinal: i32) -> Result<Self, DriverError> {
-        let api = Arc::new(Api::load("libcuda.so.1")?);
+        let api = Arc::new(Api::load(&super::probe::driver_library())?);
         // SAFETY (this block): driver calls with valid out-pointers.
         unsafe {
             api.check("cuInit", (api.init)(0))?;

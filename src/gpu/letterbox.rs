@@ -237,8 +237,9 @@ pub fn parity_cases() -> Vec<(String, Frame, u32, u32)> {
     .collect()
 }
 
-/// Runs every parity case in every layout and precision into slot 1 of a batch of 2.
-pub fn check_parity(gpu: &GpuLetterbox) -> Result<Vec<ParityRow>, DriverError> {
+/// Runs every parity case in every layout and precision into slot 1 of a batch of 2,
+/// `runs` times each (for the time per launch).
+pub fn check_parity(gpu: &GpuLetterbox, runs: usize) -> Result<Vec<ParityRow>, DriverError> {
     let mut rows = Vec::new();
     for (case, frame, dst_w, dst_h) in parity_cases() {
         let area = 3 * (dst_w * dst_h) as usize;
@@ -251,7 +252,7 @@ pub fn check_parity(gpu: &GpuLetterbox) -> Result<Vec<ParityRow>, DriverError> {
                     precision,
                     batch: 2,
                     slot: 1,
-                    runs: 100,
+                    runs,
                 };
                 let (data, micros) = gpu.run(&frame, &job)?;
                 let (max_error, untouched, within) =

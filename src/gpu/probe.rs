@@ -85,17 +85,19 @@ type CuDeviceGetName = unsafe extern "C" fn(*mut c_char, c_int, c_int) -> c_int;
 type CuDeviceGetAttribute = unsafe extern "C" fn(*mut c_int, c_int, c_int) -> c_int;
 type CuDeviceTotalMem = unsafe extern "C" fn(*mut usize, c_int) -> c_int;
 
-/// Looks for the CUDA driver (`libcuda.so.1`, or the library `KVS_INFER_CUDA_DRIVER`
-/// names) and its devices, once per process: the engine's placement, the decoder's
-/// and every engine worker ask, and `cuInit` is not free on a GPU host.
+/// The CUDA driver library: `libcuda.so.1`, or the one `KVS_INFER_CUDA_DRIVER` names
+/// (the tests' fake driver, say). The probe and the driver shim open the same one.
+pub fn driver_library() -> String {
+    std::env::var("KVS_INFER_CUDA_DRIVER").unwrap_or_else(|_| "libcuda.so.1".into())
+}
+
+/// Looks for the CUDA driver ([`driver_library`]) and its devices, once per process:
+/// the engine's placement, the decoder's and every engine worker ask, and `cuInit` is
+/// not free on a GPU host.
 pub fn probe() -> GpuStatus {
     static FOUND: std::sync::OnceLock<GpuStatus> = std::sync::OnceLock::new();
     FOUND
-        .get_or_init(|| {
-            let name =
-                std::env::var("KVS_INFER_CUDA_DRIVER").unwrap_or_else(|_| "libcuda.so.1".into());
-            probe_library(&name)
-        })
+        .get_or_init(|| probe_library(&driver_library()))
         .clone()
 }
 

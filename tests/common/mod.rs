@@ -332,3 +332,51 @@ pub fn mean_batch(metrics_text: &str, model: &str) -> f64 {
     );
     sum.unwrap_or(0.0) / count.unwrap_or(f64::NAN)
 }
+
+/// Builds `main`, a C++ file of `tests/support`, into a shared library in a fresh
+/// temp dir, with our kernel sources (as NVRTC gets them) and the other support files
+/// beside it, using the host's C++ compiler. `Err` (to report as a skip) where there
+/// is no C++ compiler; a build error panics with the compiler's output.
+pub fn build_support_library(name: &str, main: &str) -> Result<PathBuf, String> {
+    let Some(cxx) = ["c++", "clang++", "g++"].into_iter().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        return Err("no C++ compiler (c++, clang++ or g++)".into());
+    };
+    let dir = temp_dir(name);
+    for kernel in kvs_infer::gpu::kernels::SOURCES {
+        std::fs::write(dir.join(kernel.file), kernel.source).unwrap();
+    }
+    for (file, text) in [
+        (
+            "cuda_on_cpu.cpp",
+            include_str!("../support/cuda_on_cpu.cpp"),
+        ),
+        ("fake_cuda.cpp", include_str!("../support/fake_cuda.cpp")),
+    ] {
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+    let lib = dir.join(format!("lib{name}.so"));
+    let out = Command::new(cxx)
+        .args([
+            "-std=c++17",
+            "-O2",
+            "-ffp-contract=off",
+            "-fPIC",
+            "-shared",
+            "-o",
+        ])
+        .arg(&lib)
+        .arg(dir.join(main))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cxx} could not build {main}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(lib)
+}
