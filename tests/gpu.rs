@@ -211,12 +211,8 @@ fn the_gpu_path_runs_whole_on_a_fake_driver_that_runs_our_kernels_on_the_cpu() {
     if std::env::var_os("KVS_INFER_CUDA_DRIVER").is_some() {
         return; // A child run on some driver already.
     }
-    if !std::path::Path::new("/usr/include/ffnvcodec/dynlink_cuda.h").is_file() {
-        skip("no nv-codec-headers to build the fake driver against (scripts/setup.sh --test)");
-        return;
-    }
     let Some(_) = nvrtc() else { return };
-    let driver = match common::build_support_library("fake-cuda", "fake_cuda.cpp") {
+    let driver = match common::fake_cuda_driver() {
         Ok(lib) => lib,
         Err(why) => {
             skip(&why);
@@ -226,20 +222,7 @@ fn the_gpu_path_runs_whole_on_a_fake_driver_that_runs_our_kernels_on_the_cpu() {
     // The GPU tests of this file, on the fake: the probe finds it, and the driver
     // shim, the kernels' images, their arguments and grids, GPU preprocessing's
     // staging and the candidate stage's copies all run for real.
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(GPU_TESTS)
-        .args(["--exact", "--nocapture"])
-        .env("KVS_INFER_CUDA_DRIVER", &driver)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("test result: ok. 2 passed"), "{text}");
-    assert!(!text.contains("SKIPPED"), "{text}");
+    common::run_tests_in_child(&GPU_TESTS, &[("KVS_INFER_CUDA_DRIVER", &driver)]);
 
     // The GPU check itself (bench/gpu-check.sh's binary), run quickly; with no
     // prepared cache it compiles the kernels it needs with NVRTC.
@@ -252,10 +235,60 @@ fn the_gpu_path_runs_whole_on_a_fake_driver_that_runs_our_kernels_on_the_cpu() {
         return;
     };
     let dir = temp_dir("gpu-check-on-fake");
+    // With a fake NVDEC too, and clips prepared as bench/gpu-check.sh --prepare does
+    // (fragmented MP4, libavcodec's pictures hashed), the NVDEC section runs as well.
+    let nvcuvid = common::build_support_library(
+        "fake-nvcuvid",
+        "fake_nvcuvid.cpp",
+        &["-lavcodec", "-lavutil"],
+    )
+    .unwrap();
+    let clips = dir.join("clips");
+    std::fs::create_dir_all(&clips).unwrap();
+    for (name, codec, tag) in [("h264", "libx264", "avc1"), ("h265", "libx265", "hvc1")] {
+        let clip = clips.join(format!("{name}.mp4"));
+        let clip = clip.to_str().unwrap();
+        let fragmented = "frag_keyframe+empty_moov+default_base_moof";
+        let source = "testsrc2=size=320x240:rate=25";
+        common::ffmpeg(&[
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            source,
+            "-t",
+            "2",
+            "-c:v",
+            codec,
+            "-tag:v",
+            tag,
+            "-pix_fmt",
+            "yuv420p",
+            "-movflags",
+            fragmented,
+            clip,
+        ]);
+        let pictures = common::ffmpeg(&["-v", "error", "-i", clip, "-f", "rawvideo", "-"]);
+        let mut hash = std::process::Command::new(&check)
+            .arg("--hash-frames")
+            .args(["320", "240"])
+            .arg(clips.join(format!("{name}.ref")))
+            .arg(clips.join(format!("{name}.frame0.yuv")))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        hash.stdin.take().unwrap().write_all(&pictures).unwrap();
+        assert!(hash.wait().unwrap().success());
+    }
     let out = std::process::Command::new(&check)
         .arg(&dir)
         .arg("--quick")
         .env("KVS_INFER_CUDA_DRIVER", &driver)
+        .env("KVS_INFER_NVCUVID", &nvcuvid)
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&out.stdout);
@@ -274,6 +307,12 @@ fn the_gpu_path_runs_whole_on_a_fake_driver_that_runs_our_kernels_on_the_cpu() {
         report.contains("| pass |") && !report.contains("FAIL"),
         "{report}"
     );
+    for clip in [
+        "| h264.mp4 | H264 | 320x240 | 50 | 50 |",
+        "| h265.mp4 | H265 | 320x240 | 50 | 50 |",
+    ] {
+        assert!(report.contains(clip), "no {clip:?} in {report}");
+    }
 }
 
 #[test]

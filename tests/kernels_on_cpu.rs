@@ -30,7 +30,7 @@ type CandidatesFn =
 fn kernels() -> Option<&'static libloading::Library> {
     static LIB: OnceLock<Result<libloading::Library, String>> = OnceLock::new();
     let built = LIB.get_or_init(|| {
-        let lib = build_support_library("kernels-on-cpu", "cuda_on_cpu.cpp")?;
+        let lib = build_support_library("kernels-on-cpu", "cuda_on_cpu.cpp", &[])?;
         // SAFETY: a library we just built, with no initialisers of note.
         Ok(unsafe { libloading::Library::new(&lib) }.unwrap())
     });

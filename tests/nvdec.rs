@@ -3,6 +3,11 @@
 //! `scripts/setup.sh --test`), the Annex B the parser is fed decodes to exactly the
 //! pictures of the original stream (checked by libavcodec), and the server without
 //! NVDEC decodes on the CPU under `auto` and refuses `nvdec` with exit 2.
+//!
+//! NVDEC's own test (every picture, on the host and kept on the device, equals
+//! libavcodec's) runs on a GPU when there is one, and everywhere on fakes of the
+//! driver and of libnvcuvid (`tests/support/fake_*.cpp`), which drive the whole
+//! binding: callbacks, decoder creation, surface mapping and the copies out.
 //! `bench/gpu-check.sh` decodes on a real GPU.
 
 mod common;
@@ -10,8 +15,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{binary, skip, temp_dir};
+use common::{binary, ffmpeg, skip, temp_dir};
 use kvs_infer::decode::annexb::AnnexB;
+use kvs_infer::decode::ffmpeg::FfmpegDecoder;
+use kvs_infer::decode::nvdec::NvdecFrames;
+use kvs_infer::decode::{Decoder, Frame, FrameSelector};
 use kvs_infer::ingest::file::FileSource;
 use kvs_infer::ingest::FrameSource;
 
@@ -134,17 +142,6 @@ fn clip(dir: &Path, name: &str, codec: &str) -> PathBuf {
     path
 }
 
-/// ffmpeg's standard output for `args`; its error output is the failure message.
-fn ffmpeg(args: &[&str]) -> Vec<u8> {
-    let out = Command::new("ffmpeg").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 #[test]
 fn annex_b_for_the_parser_decodes_to_the_same_pictures_as_the_container() {
     let dir = temp_dir("nvdec-annexb");
@@ -233,5 +230,94 @@ fn without_nvdec_auto_decodes_on_the_cpu_and_nvdec_is_a_start_up_error() {
     assert!(
         stderr.contains("decode.backend = \"nvdec\" cannot run"),
         "{stderr}"
+    );
+}
+
+/// Every picture of `path`, decoded by `decoder` and flushed.
+fn decode_all(
+    path: &Path,
+    decoder: impl FnOnce(&kvs_infer::ingest::StreamInfo) -> Box<dyn Decoder>,
+) -> Vec<Frame> {
+    let mut source = FileSource::open(path, false, false).unwrap();
+    let mut decoder = decoder(source.info());
+    let mut frames = Vec::new();
+    while let Some(unit) = futures::executor::block_on(source.next_access_unit()).unwrap() {
+        frames.extend(decoder.decode(&unit).unwrap());
+    }
+    frames.extend(decoder.flush().unwrap());
+    frames
+}
+
+const NVDEC_TESTS: [&str; 1] =
+    ["on_nvdec_every_picture_equals_libavcodecs_on_the_host_and_on_the_device"];
+
+#[test]
+fn on_nvdec_every_picture_equals_libavcodecs_on_the_host_and_on_the_device() {
+    if let Some(why) = kvs_infer::decode::nvdec_missing(0) {
+        skip(&format!(
+            "no NVDEC ({why}): run here on fakes instead (nvdec_runs_whole_on_fake…)"
+        ));
+        return;
+    }
+    let dir = temp_dir("nvdec-pictures");
+    for (name, codec) in [("h264.mp4", "libx264"), ("h265.mp4", "libx265")] {
+        let path = clip(&dir, name, codec);
+        let cpu = decode_all(&path, |info| {
+            Box::new(FfmpegDecoder::new(info, FrameSelector::new(0.0), 1).unwrap())
+        });
+        assert_eq!(cpu.len(), 75, "{name}");
+        for on_device in [false, true] {
+            let gpu = decode_all(&path, |info| {
+                let nvdec = NvdecFrames::new(info, FrameSelector::new(0.0), 0, 4).unwrap();
+                Box::new(if on_device {
+                    nvdec.on_device(0, 4).unwrap()
+                } else {
+                    nvdec
+                })
+            });
+            assert_eq!(gpu.len(), cpu.len(), "{name}, on the device: {on_device}");
+            for (k, (g, c)) in gpu.iter().zip(&cpu).enumerate() {
+                let what = format!("{name} picture {k}, on the device: {on_device}");
+                assert_eq!(g.device.is_some(), on_device, "{what}");
+                assert_eq!(
+                    (g.pts_90k, g.width, g.height, g.matrix),
+                    (c.pts_90k, c.width, c.height, c.matrix),
+                    "{what}"
+                );
+                assert!(g.planes() == c.planes(), "{what}: pictures differ");
+            }
+        }
+    }
+}
+
+#[test]
+fn nvdec_runs_whole_on_fake_drivers_that_decode_with_libavcodec() {
+    if std::env::var_os("KVS_INFER_NVCUVID").is_some() {
+        return; // A child run on some decoder already.
+    }
+    let driver = match common::fake_cuda_driver() {
+        Ok(lib) => lib,
+        Err(why) => {
+            skip(&why);
+            return;
+        }
+    };
+    let nvcuvid = match common::build_support_library(
+        "fake-nvcuvid",
+        "fake_nvcuvid.cpp",
+        &["-lavcodec", "-lavutil"],
+    ) {
+        Ok(lib) => lib,
+        Err(why) => {
+            skip(&why);
+            return;
+        }
+    };
+    common::run_tests_in_child(
+        &NVDEC_TESTS,
+        &[
+            ("KVS_INFER_CUDA_DRIVER", &driver),
+            ("KVS_INFER_NVCUVID", &nvcuvid),
+        ],
     );
 }

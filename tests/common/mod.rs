@@ -335,9 +335,10 @@ pub fn mean_batch(metrics_text: &str, model: &str) -> f64 {
 
 /// Builds `main`, a C++ file of `tests/support`, into a shared library in a fresh
 /// temp dir, with our kernel sources (as NVRTC gets them) and the other support files
-/// beside it, using the host's C++ compiler. `Err` (to report as a skip) where there
-/// is no C++ compiler; a build error panics with the compiler's output.
-pub fn build_support_library(name: &str, main: &str) -> Result<PathBuf, String> {
+/// beside it, using the host's C++ compiler and `extra` arguments (libraries to link).
+/// `Err` (to report as a skip) where there is no C++ compiler; a build error panics
+/// with the compiler's output.
+pub fn build_support_library(name: &str, main: &str, extra: &[&str]) -> Result<PathBuf, String> {
     let Some(cxx) = ["c++", "clang++", "g++"].into_iter().find(|c| {
         Command::new(c)
             .arg("--version")
@@ -356,6 +357,10 @@ pub fn build_support_library(name: &str, main: &str) -> Result<PathBuf, String> 
             include_str!("../support/cuda_on_cpu.cpp"),
         ),
         ("fake_cuda.cpp", include_str!("../support/fake_cuda.cpp")),
+        (
+            "fake_nvcuvid.cpp",
+            include_str!("../support/fake_nvcuvid.cpp"),
+        ),
     ] {
         std::fs::write(dir.join(file), text).unwrap();
     }
@@ -371,6 +376,7 @@ pub fn build_support_library(name: &str, main: &str) -> Result<PathBuf, String> 
         ])
         .arg(&lib)
         .arg(dir.join(main))
+        .args(extra)
         .output()
         .unwrap();
     assert!(
@@ -379,4 +385,48 @@ pub fn build_support_library(name: &str, main: &str) -> Result<PathBuf, String> 
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(lib)
+}
+
+/// The fake CUDA driver (`tests/support/fake_cuda.cpp`), built; `Err` (a skip) where
+/// this machine cannot build it.
+pub fn fake_cuda_driver() -> Result<PathBuf, String> {
+    if !Path::new("/usr/include/ffnvcodec/dynlink_cuda.h").is_file() {
+        return Err(
+            "no nv-codec-headers to build the fake driver against (scripts/setup.sh --test)".into(),
+        );
+    }
+    build_support_library("fake-cuda", "fake_cuda.cpp", &[])
+}
+
+/// Runs `tests`, by exact name, in a child process of this test binary with `env`
+/// set (the fake libraries), and checks that every one ran and passed: none may skip.
+pub fn run_tests_in_child(tests: &[&str], env: &[(&str, &Path)]) {
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child.args(tests).args(["--exact", "--nocapture"]);
+    for (key, value) in env {
+        child.env(key, value);
+    }
+    let out = child.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("test result: ok. {} passed", tests.len())),
+        "{text}"
+    );
+    assert!(!text.contains("SKIPPED"), "{text}");
+}
+
+/// ffmpeg's standard output for `args`; its error output is the failure message.
+pub fn ffmpeg(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("ffmpeg").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
