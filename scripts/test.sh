@@ -18,6 +18,11 @@ echo "[test] kvs-infer bench --quick (pipeline ≥ 60% of the raw engine)" >&2
 cargo build --release --locked -q
 target/release/kvs-infer bench --quick --cameras 4 --seconds 4 --warmup 2 --min-ratio 0.6
 
+# The GPU check's binary, which tests/gpu.rs runs on the fake CUDA and NVDEC libraries
+# (`cargo test` builds examples only as test harnesses).
+echo "[test] cargo build --example gpu_check" >&2
+cargo build --example gpu_check --locked -q
+
 echo "[test] cargo test" >&2
 mkdir -p target
 rm -f target/test-skips.log

@@ -231,7 +231,7 @@ fn the_gpu_path_runs_whole_on_a_fake_driver_that_runs_our_kernels_on_the_cpu() {
         .and_then(|t| Some(t.parent()?.parent()?.join("examples/gpu_check")))
         .filter(|p| p.is_file())
     else {
-        skip("the gpu_check example is not built (cargo test --all-targets builds it)");
+        skip("the gpu_check example is not built (cargo build --example gpu_check; scripts/test.sh does)");
         return;
     };
     let dir = temp_dir("gpu-check-on-fake");
