@@ -9,6 +9,8 @@
 #   bench/gpu-check.sh             on the GPU host: runs it and prints the tables (with
 #                                  the device tool, carry ["bench/gpu-check"]: ignored
 #                                  by git, so it must be carried)
+#   bench/gpu-check.sh --rehearse  here: the same run on the tests' fake CUDA and NVDEC
+#                                  libraries, to see it work before spending GPU time
 # Tables: kernel parity with the CPU reference and µs per launch; one launch per batch
 # against one per frame; the YOLO candidate kernel bit for bit against the CPU's, µs
 # per batch and bytes back; NVDEC bit-exactness against libavcodec, NV12 surfaces into the
@@ -47,6 +49,17 @@ if [ "${1:-}" = "--prepare" ]; then
 fi
 BIN="$CHECK/gpu_check"
 [ -x "$BIN" ] || { echo "run bench/gpu-check.sh --prepare first (here), then this (on the GPU host)" >&2; exit 2; }
+if [ "${1:-}" = "--rehearse" ]; then
+    # Here, before spending GPU time: the same run on the tests' fake CUDA driver and
+    # fake NVDEC (our kernels on the CPU, libavcodec for decoding). Every section but
+    # the engines' must pass; the figures mean nothing.
+    fake=target/gpu-check-fake
+    mkdir -p "$fake"
+    cxx=(c++ -std=c++17 -O2 -ffp-contract=off -fPIC -shared -Ikernels)
+    "${cxx[@]}" -o "$fake/libcuda.so" tests/support/fake_cuda.cpp
+    "${cxx[@]}" -o "$fake/libnvcuvid.so" tests/support/fake_nvcuvid.cpp -lavcodec -lavutil
+    export KVS_INFER_CUDA_DRIVER="$PWD/$fake/libcuda.so" KVS_INFER_NVCUVID="$PWD/$fake/libnvcuvid.so"
+fi
 # The device tool returns only the last 12,000 characters of output; where it gives
 # a folder to bring files back from ($OUT), the whole report goes there too.
 report=/dev/null
