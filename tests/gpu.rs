@@ -316,6 +316,33 @@ fn the_gpu_path_runs_whole_on_a_fake_driver_that_runs_our_kernels_on_the_cpu() {
 }
 
 #[test]
+fn the_engine_workers_gpu_path_runs_whole_on_the_fake_driver() {
+    if std::env::var_os("KVS_INFER_CUDA_DRIVER").is_some() {
+        return;
+    }
+    let Some(_) = nvrtc() else { return };
+    let driver = match common::fake_cuda_driver() {
+        Ok(lib) => lib,
+        Err(why) => {
+            skip(&why);
+            return;
+        }
+    };
+    const TEST: &str = "scheduler::worker::gpu_tests::on_a_gpu_the_worker_prepares_and_reduces_on_the_device_and_answers_as_the_cpu_does";
+    let Some(library_tests) = common::library_tests(TEST) else {
+        skip("the library's unit tests are not built (cargo test builds them)");
+        return;
+    };
+    // GPU preprocessing into a device tensor, an engine reading it there and keeping
+    // its output there, the candidate kernel: the worker's whole GPU path.
+    common::run_tests_of(
+        &library_tests,
+        &[TEST],
+        &[("KVS_INFER_CUDA_DRIVER", &driver)],
+    );
+}
+
+#[test]
 fn compiled_kernels_are_cached_and_read_back_without_compiling() {
     use kvs_infer::gpu::kernels::{cache_path, ptx_cached};
     let Some(nvrtc) = nvrtc() else { return };

@@ -282,6 +282,8 @@ impl Worker {
 }
 
 #[cfg(test)]
+mod gpu_tests;
+#[cfg(test)]
 mod kept_tests;
 #[cfg(test)]
 mod tests;

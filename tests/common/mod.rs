@@ -401,7 +401,36 @@ pub fn fake_cuda_driver() -> Result<PathBuf, String> {
 /// Runs `tests`, by exact name, in a child process of this test binary with `env`
 /// set (the fake libraries), and checks that every one ran and passed: none may skip.
 pub fn run_tests_in_child(tests: &[&str], env: &[(&str, &Path)]) {
-    let mut child = Command::new(std::env::current_exe().unwrap());
+    run_tests_of(&std::env::current_exe().unwrap(), tests, env);
+}
+
+/// The library's unit-test binary of this build that has `test` (of the
+/// `kvs_infer-*` beside this test binary, the newest that lists it), if it was built.
+/// `cargo test` builds every test binary before it runs any; `cargo test --test X`
+/// alone may find one older than the source.
+pub fn library_tests(test: &str) -> Option<PathBuf> {
+    let deps = std::env::current_exe().ok()?.parent()?.to_path_buf();
+    let mut found: Vec<_> = std::fs::read_dir(deps)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("kvs_infer-") && !name.contains('.')
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    found.sort();
+    found.into_iter().rev().map(|(_, path)| path).find(|path| {
+        Command::new(path)
+            .args(["--list", "--exact", test])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("{test}: test")))
+    })
+}
+
+/// [`run_tests_in_child`] for the test binary `binary`.
+pub fn run_tests_of(binary: &Path, tests: &[&str], env: &[(&str, &Path)]) {
+    let mut child = Command::new(binary);
     child.args(tests).args(["--exact", "--nocapture"]);
     for (key, value) in env {
         child.env(key, value);

@@ -8,11 +8,11 @@ use super::*;
 use crate::engine::{EngineError, ModelKind, ModelSpec, OutputDims};
 use crate::postprocess::Detection;
 
-const SIZE: u32 = 64;
+pub(super) const SIZE: u32 = 64;
 
 /// Three anchors of a two-class detector: class 1 passes, nothing passes, class 0
 /// passes (a larger box).
-fn values(batch: usize) -> Vec<f32> {
+pub(super) fn values(batch: usize) -> Vec<f32> {
     #[rustfmt::skip]
     let image = [
         20.0, 1.0, 40.0, // cx
@@ -139,13 +139,24 @@ fn run(
     };
     let mut worker = detector_worker(Box::new(engine), None);
     worker.post = stage.map(|s| Box::new(s) as Box<dyn CandidateStage>);
-    let (reply, mut results) = mpsc::unbounded_channel();
-    let frame = Arc::new(Frame::pattern(
+    let out = answers(&mut worker, batches);
+    (worker, out)
+}
+
+/// The frame every test batch holds twice.
+pub(super) fn frame() -> Arc<Frame> {
+    Arc::new(Frame::pattern(
         SIZE,
         SIZE,
         crate::decode::ColorMatrix::Bt601,
         1,
-    ));
+    ))
+}
+
+/// The detections `worker` gives for each of `batches` batches of two frames.
+pub(super) fn answers(worker: &mut Worker, batches: usize) -> Vec<Vec<Detection>> {
+    let (reply, mut results) = mpsc::unbounded_channel();
+    let frame = frame();
     let mut out = Vec::new();
     for _ in 0..batches {
         worker.run_batch(
@@ -160,7 +171,7 @@ fn run(
             }
         }
     }
-    (worker, out)
+    out
 }
 
 fn counts(calls: &Calls) -> [usize; 3] {
@@ -172,7 +183,7 @@ fn counts(calls: &Calls) -> [usize; 3] {
 }
 
 /// What the plain path (whole output, decoded on the host) gives.
-fn plain() -> Vec<Vec<Detection>> {
+pub(super) fn plain() -> Vec<Vec<Detection>> {
     let calls = Arc::new(Calls::default());
     let (_, detections) = run(false, None, &calls, 1);
     assert_eq!(counts(&calls), [1, 0, 0]);
