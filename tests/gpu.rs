@@ -200,6 +200,17 @@ fn on_a_gpu_the_candidate_kernel_finds_exactly_the_cpu_references_candidates() {
     assert!(failed.is_empty(), "{failed:#?}");
 }
 
+/// The fake CUDA and NVDEC libraries, for a test that runs the GPU code on them;
+/// `None` in a child already running on a driver, or (said) where NVRTC or the
+/// fakes cannot be had.
+fn fakes() -> Option<&'static common::Fakes> {
+    if std::env::var_os("KVS_INFER_CUDA_DRIVER").is_some() {
+        return None;
+    }
+    nvrtc()?;
+    common::fakes().map_err(|why| skip(&why)).ok()
+}
+
 /// The GPU tests above run by name in a child process of this test binary.
 const GPU_TESTS: [&str; 2] = [
     "on_a_gpu_the_kernels_match_the_cpu_reference_and_write_only_their_slot",
@@ -208,21 +219,11 @@ const GPU_TESTS: [&str; 2] = [
 
 #[test]
 fn the_gpu_path_runs_whole_on_a_fake_driver_that_runs_our_kernels_on_the_cpu() {
-    if std::env::var_os("KVS_INFER_CUDA_DRIVER").is_some() {
-        return; // A child run on some driver already.
-    }
-    let Some(_) = nvrtc() else { return };
-    let driver = match common::fake_cuda_driver() {
-        Ok(lib) => lib,
-        Err(why) => {
-            skip(&why);
-            return;
-        }
-    };
+    let Some(fakes) = fakes() else { return };
     // The GPU tests of this file, on the fake: the probe finds it, and the driver
     // shim, the kernels' images, their arguments and grids, GPU preprocessing's
     // staging and the candidate stage's copies all run for real.
-    common::run_tests_in_child(&GPU_TESTS, &[("KVS_INFER_CUDA_DRIVER", &driver)]);
+    common::run_tests_in_child(&GPU_TESTS, &[("KVS_INFER_CUDA_DRIVER", &fakes.cuda)]);
 
     // The GPU check itself (bench/gpu-check.sh's binary), run quickly; with no
     // prepared cache it compiles the kernels it needs with NVRTC.
@@ -237,12 +238,6 @@ fn the_gpu_path_runs_whole_on_a_fake_driver_that_runs_our_kernels_on_the_cpu() {
     let dir = temp_dir("gpu-check-on-fake");
     // With a fake NVDEC too, and clips prepared as bench/gpu-check.sh --prepare does
     // (fragmented MP4, libavcodec's pictures hashed), the NVDEC section runs as well.
-    let nvcuvid = common::build_support_library(
-        "fake-nvcuvid",
-        "fake_nvcuvid.cpp",
-        &["-lavcodec", "-lavutil"],
-    )
-    .unwrap();
     let clips = dir.join("clips");
     std::fs::create_dir_all(&clips).unwrap();
     for (name, codec, tag) in [("h264", "libx264", "avc1"), ("h265", "libx265", "hvc1")] {
@@ -287,8 +282,8 @@ fn the_gpu_path_runs_whole_on_a_fake_driver_that_runs_our_kernels_on_the_cpu() {
     let out = std::process::Command::new(&check)
         .arg(&dir)
         .arg("--quick")
-        .env("KVS_INFER_CUDA_DRIVER", &driver)
-        .env("KVS_INFER_NVCUVID", &nvcuvid)
+        .env("KVS_INFER_CUDA_DRIVER", &fakes.cuda)
+        .env("KVS_INFER_NVCUVID", &fakes.nvcuvid)
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&out.stdout);
@@ -317,17 +312,7 @@ fn the_gpu_path_runs_whole_on_a_fake_driver_that_runs_our_kernels_on_the_cpu() {
 
 #[test]
 fn the_engine_workers_gpu_path_runs_whole_on_the_fake_driver() {
-    if std::env::var_os("KVS_INFER_CUDA_DRIVER").is_some() {
-        return;
-    }
-    let Some(_) = nvrtc() else { return };
-    let driver = match common::fake_cuda_driver() {
-        Ok(lib) => lib,
-        Err(why) => {
-            skip(&why);
-            return;
-        }
-    };
+    let Some(fakes) = fakes() else { return };
     const TEST: &str = "scheduler::worker::gpu_tests::on_a_gpu_the_worker_prepares_and_reduces_on_the_device_and_answers_as_the_cpu_does";
     let Some(library_tests) = common::library_tests(TEST) else {
         skip("the library's unit tests are not built (cargo test builds them)");
@@ -338,7 +323,7 @@ fn the_engine_workers_gpu_path_runs_whole_on_the_fake_driver() {
     common::run_tests_of(
         &library_tests,
         &[TEST],
-        &[("KVS_INFER_CUDA_DRIVER", &driver)],
+        &[("KVS_INFER_CUDA_DRIVER", &fakes.cuda)],
     );
 }
 

@@ -295,19 +295,8 @@ fn nvdec_runs_whole_on_fake_drivers_that_decode_with_libavcodec() {
     if std::env::var_os("KVS_INFER_NVCUVID").is_some() {
         return; // A child run on some decoder already.
     }
-    let driver = match common::fake_cuda_driver() {
-        Ok(lib) => lib,
-        Err(why) => {
-            skip(&why);
-            return;
-        }
-    };
-    let nvcuvid = match common::build_support_library(
-        "fake-nvcuvid",
-        "fake_nvcuvid.cpp",
-        &["-lavcodec", "-lavutil"],
-    ) {
-        Ok(lib) => lib,
+    let fakes = match common::fakes() {
+        Ok(fakes) => fakes,
         Err(why) => {
             skip(&why);
             return;
@@ -316,8 +305,8 @@ fn nvdec_runs_whole_on_fake_drivers_that_decode_with_libavcodec() {
     common::run_tests_in_child(
         &NVDEC_TESTS,
         &[
-            ("KVS_INFER_CUDA_DRIVER", &driver),
-            ("KVS_INFER_NVCUVID", &nvcuvid),
+            ("KVS_INFER_CUDA_DRIVER", &fakes.cuda),
+            ("KVS_INFER_NVCUVID", &fakes.nvcuvid),
         ],
     );
 }

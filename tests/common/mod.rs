@@ -387,15 +387,38 @@ pub fn build_support_library(name: &str, main: &str, extra: &[&str]) -> Result<P
     Ok(lib)
 }
 
-/// The fake CUDA driver (`tests/support/fake_cuda.cpp`), built; `Err` (a skip) where
-/// this machine cannot build it.
-pub fn fake_cuda_driver() -> Result<PathBuf, String> {
-    if !Path::new("/usr/include/ffnvcodec/dynlink_cuda.h").is_file() {
-        return Err(
-            "no nv-codec-headers to build the fake driver against (scripts/setup.sh --test)".into(),
-        );
-    }
-    build_support_library("fake-cuda", "fake_cuda.cpp", &[])
+/// The fake CUDA driver and fake NVDEC (`tests/support/fake_*.cpp`).
+pub struct Fakes {
+    /// For `KVS_INFER_CUDA_DRIVER`.
+    pub cuda: PathBuf,
+    /// For `KVS_INFER_NVCUVID`.
+    pub nvcuvid: PathBuf,
+}
+
+/// The fakes, built once per test process: tests running at once share one build
+/// (each building its own into the same directory would pull it from under the
+/// other). `Err` (a skip) where this machine cannot build them.
+pub fn fakes() -> Result<&'static Fakes, String> {
+    static BUILT: std::sync::OnceLock<Result<Fakes, String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            if !Path::new("/usr/include/ffnvcodec/dynlink_cuda.h").is_file() {
+                return Err(
+                    "no nv-codec-headers to build the fakes against (scripts/setup.sh --test)"
+                        .into(),
+                );
+            }
+            Ok(Fakes {
+                cuda: build_support_library("fake-cuda", "fake_cuda.cpp", &[])?,
+                nvcuvid: build_support_library(
+                    "fake-nvcuvid",
+                    "fake_nvcuvid.cpp",
+                    &["-lavcodec", "-lavutil"],
+                )?,
+            })
+        })
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 /// Runs `tests`, by exact name, in a child process of this test binary with `env`
