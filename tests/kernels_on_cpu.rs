@@ -133,6 +133,33 @@ impl Out {
     }
 }
 
+/// The batch kernel, run on the CPU for `jobs` into slots of a `dst_w`×`dst_h` tensor
+/// of `precision` (slot `k` for job `k`, as the jobs say).
+///
+/// # Safety
+/// Every job's planes must be alive host memory holding its picture.
+unsafe fn run_batch(
+    lib: &libloading::Library,
+    precision: Precision,
+    jobs: &[BatchJob],
+    (dst_w, dst_h): (u32, u32),
+) -> Out {
+    let batch: BatchFn = symbol(lib, "cpu_letterbox_batch");
+    let mut out = Out::new(precision, jobs.len() * 3 * (dst_w * dst_h) as usize);
+    // SAFETY: the jobs per this function's contract; `out` holds a slot per job.
+    unsafe {
+        batch(
+            i32::from(precision == Precision::F16),
+            jobs.as_ptr(),
+            jobs.len() as i32,
+            dst_w as i32,
+            dst_h as i32,
+            out.ptr(),
+        )
+    };
+    out
+}
+
 #[test]
 fn each_one_frame_letterbox_kernel_matches_the_cpu_reference_and_writes_only_its_slot() {
     let Some(lib) = kernels() else { return };
@@ -188,7 +215,6 @@ fn nvdec_surface(frame: &Frame, pitch: usize, surface_height: usize) -> Vec<u8> 
 #[test]
 fn pitched_nvdec_surfaces_are_read_within_their_rows() {
     let Some(lib) = kernels() else { return };
-    let batch: BatchFn = symbol(lib, "cpu_letterbox_batch");
     for (case, frame, dst_w, dst_h) in parity_cases() {
         // NVDEC's pitch is the width rounded up (to 512 here, at least 256 more), and
         // its surfaces are taller than the picture (rounded up to 16 rows, and more).
@@ -204,9 +230,8 @@ fn pitched_nvdec_surfaces_are_read_within_their_rows() {
         );
         let job = planes.job(dst_w, dst_h, 0);
         let area = 3 * (dst_w * dst_h) as usize;
-        let mut out = Out::new(Precision::F32, area);
-        // SAFETY: the job points into `surface`, alive; `out` holds one slot.
-        unsafe { batch(0, &job, 1, dst_w as i32, dst_h as i32, out.ptr()) };
+        // SAFETY: the job points into `surface`, alive.
+        let out = unsafe { run_batch(lib, Precision::F32, &[job], (dst_w, dst_h)) };
         let (err, within) = out.compare(0, area, &reference(&frame, dst_w, dst_h, Precision::F32));
         assert!(within, "{case}: error {err}");
     }
@@ -215,7 +240,6 @@ fn pitched_nvdec_surfaces_are_read_within_their_rows() {
 #[test]
 fn one_batch_launch_letterboxes_mixed_frames_and_layouts_into_their_slots() {
     let Some(lib) = kernels() else { return };
-    let batch: BatchFn = symbol(lib, "cpu_letterbox_batch");
     let frames: Vec<Frame> = parity_cases().into_iter().map(|c| c.1).collect();
     let held: Vec<Planes> = frames
         .iter()
@@ -230,18 +254,8 @@ fn one_batch_launch_letterboxes_mixed_frames_and_layouts_into_their_slots() {
         .map(|(k, p)| p.planes.job(dst_w, dst_h, k))
         .collect();
     for precision in [Precision::F32, Precision::F16] {
-        let mut out = Out::new(precision, jobs.len() * area);
-        // SAFETY: every job's planes are alive in `held`; `out` holds a slot per job.
-        unsafe {
-            batch(
-                i32::from(precision == Precision::F16),
-                jobs.as_ptr(),
-                jobs.len() as i32,
-                dst_w as i32,
-                dst_h as i32,
-                out.ptr(),
-            )
-        };
+        // SAFETY: every job's planes are alive in `held`.
+        let out = unsafe { run_batch(lib, precision, &jobs, (dst_w, dst_h)) };
         for (k, frame) in frames.iter().enumerate() {
             let (err, within) = out.compare(k, area, &reference(frame, dst_w, dst_h, precision));
             assert!(within, "{precision:?} slot {k}: error {err}");
@@ -253,7 +267,6 @@ fn one_batch_launch_letterboxes_mixed_frames_and_layouts_into_their_slots() {
 fn the_workers_staging_feeds_the_batch_kernel_what_the_reference_letterboxes() {
     use kvs_infer::gpu::prep::{stage, staged_bytes};
     let Some(lib) = kernels() else { return };
-    let batch: BatchFn = symbol(lib, "cpu_letterbox_batch");
     // Every parity frame twice, so planes of many sizes sit back to back.
     let frames: Vec<Frame> = parity_cases()
         .into_iter()
@@ -269,18 +282,8 @@ fn the_workers_staging_feeds_the_batch_kernel_what_the_reference_letterboxes() {
     let jobs = stage(&refs, &mut staging, base, (dst_w, dst_h));
     assert_eq!(jobs.len(), refs.len());
     let area = 3 * (dst_w * dst_h) as usize;
-    let mut out = Out::new(Precision::F32, jobs.len() * area);
-    // SAFETY: the jobs point into `staging`, alive and unchanged; `out` has their slots.
-    unsafe {
-        batch(
-            0,
-            jobs.as_ptr(),
-            jobs.len() as i32,
-            dst_w as i32,
-            dst_h as i32,
-            out.ptr(),
-        )
-    };
+    // SAFETY: the jobs point into `staging`, alive and unchanged.
+    let out = unsafe { run_batch(lib, Precision::F32, &jobs, (dst_w, dst_h)) };
     for (k, frame) in frames.iter().enumerate() {
         let (err, within) = out.compare(k, area, &reference(frame, dst_w, dst_h, Precision::F32));
         assert!(within, "slot {k}: error {err}");
