@@ -6,10 +6,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::kept_tests::{answers, frame, plain, values, SIZE};
-use super::tests::detector_worker;
+use super::kept_tests::{answers, frame, plain, values};
+use super::tests::{detector_spec, detector_worker, SIZE};
 use super::*;
-use crate::engine::{EngineError, ModelKind, ModelSpec, OutputDims};
+use crate::engine::{EngineError, ModelSpec, OutputDims};
 use crate::gpu::driver::{Context, DeviceBuffer};
 use crate::gpu::letterbox::{max_abs_diff, F32_TOLERANCE};
 
@@ -80,16 +80,7 @@ fn on_a_gpu_the_worker_prepares_and_reduces_on_the_device_and_answers_as_the_cpu
     }
     let (kept_runs, input_error) = (Arc::new(AtomicUsize::new(0)), Arc::new(Mutex::new(-1.0)));
     let engine = OnDevice {
-        spec: ModelSpec {
-            kind: ModelKind::Detector,
-            path: "on-device.onnx".into(),
-            input_name: "images".into(),
-            width: SIZE,
-            height: SIZE,
-            max_batch: None,
-            names: vec!["a".into(), "b".into()],
-            random_weights: false,
-        },
+        spec: detector_spec("on-device.onnx", &["a", "b"]),
         ctx: Context::new(0).unwrap(),
         kept_runs: kept_runs.clone(),
         input_error: input_error.clone(),

@@ -3,12 +3,10 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::tests::{detector_worker, two_frames};
+use super::tests::{detector_spec, detector_worker, two_frames, SIZE};
 use super::*;
-use crate::engine::{EngineError, ModelKind, ModelSpec, OutputDims};
+use crate::engine::{EngineError, ModelSpec, OutputDims};
 use crate::postprocess::Detection;
-
-pub(super) const SIZE: u32 = 64;
 
 /// Three anchors of a two-class detector: class 1 passes, nothing passes, class 0
 /// passes (a larger box).
@@ -124,16 +122,7 @@ fn run(
     batches: usize,
 ) -> (Worker, Vec<Vec<Detection>>) {
     let engine = Keeps {
-        spec: ModelSpec {
-            kind: ModelKind::Detector,
-            path: "keeps.onnx".into(),
-            input_name: "images".into(),
-            width: SIZE,
-            height: SIZE,
-            max_batch: None,
-            names: vec!["a".into(), "b".into()],
-            random_weights: false,
-        },
+        spec: detector_spec("keeps.onnx", &["a", "b"]),
         kept_fails,
         calls: calls.clone(),
     };

@@ -27,7 +27,11 @@ impl Engine for ClaimsGpu {
         batch: usize,
         out: &mut BatchOutput,
     ) -> Result<(), EngineError> {
-        assert_eq!(input.len(), batch * 3 * 64 * 64, "a host tensor per image");
+        assert_eq!(
+            input.len(),
+            batch * 3 * (SIZE * SIZE) as usize,
+            "a host tensor per image"
+        );
         self.host_runs.fetch_add(1, Ordering::SeqCst);
         // 5 channels (box + one class) × 1 anchor: a 20×20 box at the centre.
         out.data = [32.0, 32.0, 20.0, 20.0, 0.9].repeat(batch);
@@ -53,16 +57,7 @@ fn an_engine_on_a_gpu_the_host_cannot_use_gets_cpu_preprocessing_and_loses_nothi
     }
     let (host_runs, device_runs) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let engine = ClaimsGpu {
-        spec: ModelSpec {
-            kind: ModelKind::Detector,
-            path: "claims-gpu.onnx".into(),
-            input_name: "images".into(),
-            width: 64,
-            height: 64,
-            max_batch: None,
-            names: vec!["thing".into()],
-            random_weights: false,
-        },
+        spec: detector_spec("claims-gpu.onnx", &["thing"]),
         host_runs: host_runs.clone(),
         device_runs: device_runs.clone(),
     };
@@ -145,4 +140,22 @@ pub(super) fn two_frames(
             },
         })
         .collect()
+}
+
+/// The test models' input width and height.
+pub(super) const SIZE: u32 = 64;
+
+/// A [`SIZE`]-square detector of `names`, from the model file `path` (which need not
+/// exist).
+pub(super) fn detector_spec(path: &str, names: &[&str]) -> ModelSpec {
+    ModelSpec {
+        kind: ModelKind::Detector,
+        path: path.into(),
+        input_name: "images".into(),
+        width: SIZE,
+        height: SIZE,
+        max_batch: None,
+        names: names.iter().map(|n| n.to_string()).collect(),
+        random_weights: false,
+    }
 }
