@@ -3,9 +3,17 @@
 //! Enough to run our kernels beside an inference session and check them against their
 //! CPU references; loaded with `dlopen` like the probe, so nothing links CUDA and a
 //! machine without it gets an error, not a crash.
+//!
+//! Two lifetimes matter, both learnt on the first H100 run, where the preprocessing
+//! and candidate stages crashed (SIGSEGV) as they were dropped:
+//! - every module, stream and buffer holds its context's retain, so the primary
+//!   context is released only after the last of them is freed (freeing into a
+//!   destroyed context is a use-after-free inside the driver);
+//! - the driver library is loaded once per process and never unloaded: after `cuInit`
+//!   the driver runs threads of its own in its code.
 
 use std::ffi::{c_int, c_void, CString};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Why a driver call failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,22 +38,63 @@ mod api;
 pub use api::Memcpy2d;
 use api::*;
 
-/// A device's primary context, current on the threads that use it.
-pub struct Context {
-    api: Arc<Api>,
+/// The driver's functions, loaded on first use ([`super::probe::driver_library`]) and
+/// kept for the life of the process.
+fn api() -> Result<&'static Api, DriverError> {
+    static API: OnceLock<Result<Api, String>> = OnceLock::new();
+    API.get_or_init(|| Api::load(&super::probe::driver_library()))
+        .as_ref()
+        .map_err(|why| DriverError::Unavailable(why.clone()))
+}
+
+/// One retain of a device's primary context, released when the last holder (the
+/// [`Context`] and everything made in it) is gone.
+struct Retained {
+    api: &'static Api,
     device: CuDevice,
     raw: CuContext,
 }
 
-// SAFETY: a CUDA context may be used from any thread once made current there
-// (`bind`); the handle is a plain pointer the driver owns.
-unsafe impl Send for Context {}
-unsafe impl Sync for Context {}
+// SAFETY: a CUDA context may be used from any thread once made current there; the
+// handle is a plain pointer the driver owns.
+unsafe impl Send for Retained {}
+unsafe impl Sync for Retained {}
+
+impl Retained {
+    /// Makes the context current on the calling thread.
+    fn bind(&self) -> Result<(), DriverError> {
+        // SAFETY: a context we retained.
+        self.api.check("cuCtxSetCurrent", unsafe {
+            (self.api.ctx_set_current)(self.raw)
+        })
+    }
+
+    /// Makes the context current before a resource of it is freed: a drop may run on
+    /// a thread where it is not (a failure here surfaces as the free's own).
+    fn bind_for_free(&self) {
+        // SAFETY: a context we retained (and still hold).
+        unsafe { (self.api.ctx_set_current)(self.raw) };
+    }
+}
+
+impl Drop for Retained {
+    fn drop(&mut self) {
+        // SAFETY: releases the retain made in `Context::new`; nothing made in the
+        // context is left (each holds this value).
+        unsafe { (self.api.primary_release)(self.device) };
+    }
+}
+
+/// A device's primary context, current on the threads that use it.
+pub struct Context {
+    retained: Arc<Retained>,
+    api: &'static Api,
+}
 
 impl Context {
     /// Retains device `ordinal`'s primary context and makes it current here.
     pub fn new(ordinal: i32) -> Result<Self, DriverError> {
-        let api = Arc::new(Api::load(&super::probe::driver_library())?);
+        let api = api()?;
         // SAFETY (this block): driver calls with valid out-pointers.
         unsafe {
             api.check("cuInit", (api.init)(0))?;
@@ -56,18 +105,15 @@ impl Context {
                 "cuDevicePrimaryCtxRetain",
                 (api.primary_retain)(&mut raw, device),
             )?;
-            let ctx = Self { api, device, raw };
-            ctx.bind()?;
-            Ok(ctx)
+            let retained = Arc::new(Retained { api, device, raw });
+            retained.bind()?;
+            Ok(Self { retained, api })
         }
     }
 
     /// Makes the context current on the calling thread.
     pub fn bind(&self) -> Result<(), DriverError> {
-        // SAFETY: a context we retained.
-        self.api.check("cuCtxSetCurrent", unsafe {
-            (self.api.ctx_set_current)(self.raw)
-        })
+        self.retained.bind()
     }
 
     /// Waits for every launch to finish; reports a kernel's failure.
@@ -85,7 +131,7 @@ impl Context {
             (self.api.module_load_data)(&mut raw, cubin.as_ptr().cast())
         })?;
         Ok(Module {
-            api: self.api.clone(),
+            ctx: self.retained.clone(),
             raw,
         })
     }
@@ -100,7 +146,7 @@ impl Context {
             (self.api.module_load_data)(&mut raw, text.as_ptr().cast())
         })?;
         Ok(Module {
-            api: self.api.clone(),
+            ctx: self.retained.clone(),
             raw,
         })
     }
@@ -114,7 +160,7 @@ impl Context {
             (self.api.mem_alloc)(&mut ptr, bytes)
         })?;
         Ok(DeviceBuffer {
-            api: self.api.clone(),
+            ctx: self.retained.clone(),
             ptr,
             len,
             _t: std::marker::PhantomData,
@@ -140,7 +186,7 @@ impl Context {
             (self.api.stream_create)(&mut raw, STREAM_NON_BLOCKING)
         })?;
         Ok(Stream {
-            api: self.api.clone(),
+            ctx: self.retained.clone(),
             raw,
         })
     }
@@ -154,7 +200,7 @@ impl Context {
             (self.api.host_alloc)(&mut ptr, len.max(1), 0)
         })?;
         Ok(PinnedBuffer {
-            api: self.api.clone(),
+            ctx: self.retained.clone(),
             ptr: ptr.cast(),
             len,
         })
@@ -377,16 +423,9 @@ impl Context {
     }
 }
 
-impl Drop for Context {
-    fn drop(&mut self) {
-        // SAFETY: releases the retain made in `new`.
-        unsafe { (self.api.primary_release)(self.device) };
-    }
-}
-
 /// A CUDA stream (non-blocking) of a [`Context`].
 pub struct Stream {
-    api: Arc<Api>,
+    ctx: Arc<Retained>,
     raw: CuStream,
 }
 
@@ -397,23 +436,26 @@ unsafe impl Sync for Stream {}
 impl Stream {
     /// Waits until everything queued on the stream has run; reports a kernel's failure.
     pub fn synchronize(&self) -> Result<(), DriverError> {
+        let api = self.ctx.api;
         // SAFETY: a stream we created.
-        self.api.check("cuStreamSynchronize", unsafe {
-            (self.api.stream_synchronize)(self.raw)
+        api.check("cuStreamSynchronize", unsafe {
+            (api.stream_synchronize)(self.raw)
         })
     }
 }
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        // SAFETY: a stream we created; pending work completes before it is released.
-        unsafe { (self.api.stream_destroy)(self.raw) };
+        self.ctx.bind_for_free();
+        // SAFETY: a stream we created, in a context still retained; pending work
+        // completes before it is released.
+        unsafe { (self.ctx.api.stream_destroy)(self.raw) };
     }
 }
 
 /// Page-locked host memory.
 pub struct PinnedBuffer {
-    api: Arc<Api>,
+    ctx: Arc<Retained>,
     ptr: *mut u8,
     len: usize,
 }
@@ -441,14 +483,15 @@ impl PinnedBuffer {
 
 impl Drop for PinnedBuffer {
     fn drop(&mut self) {
-        // SAFETY: memory from cuMemHostAlloc.
-        unsafe { (self.api.free_host)(self.ptr.cast()) };
+        self.ctx.bind_for_free();
+        // SAFETY: memory from cuMemHostAlloc, in a context still retained.
+        unsafe { (self.ctx.api.free_host)(self.ptr.cast()) };
     }
 }
 
 /// A loaded module.
 pub struct Module {
-    api: Arc<Api>,
+    ctx: Arc<Retained>,
     raw: CuModule,
 }
 
@@ -463,9 +506,10 @@ impl Module {
         let c =
             CString::new(name).map_err(|_| DriverError::Unavailable("bad kernel name".into()))?;
         let mut raw = std::ptr::null_mut();
+        let api = self.ctx.api;
         // SAFETY: a loaded module and a NUL-terminated name.
-        self.api.check("cuModuleGetFunction", unsafe {
-            (self.api.module_get_function)(&mut raw, self.raw, c.as_ptr())
+        api.check("cuModuleGetFunction", unsafe {
+            (api.module_get_function)(&mut raw, self.raw, c.as_ptr())
         })?;
         Ok(Function {
             raw,
@@ -476,8 +520,9 @@ impl Module {
 
 impl Drop for Module {
     fn drop(&mut self) {
-        // SAFETY: a module we loaded.
-        unsafe { (self.api.module_unload)(self.raw) };
+        self.ctx.bind_for_free();
+        // SAFETY: a module we loaded, in a context still retained.
+        unsafe { (self.ctx.api.module_unload)(self.raw) };
     }
 }
 
@@ -489,7 +534,7 @@ pub struct Function<'m> {
 
 /// Device memory holding `len` values of `T`.
 pub struct DeviceBuffer<T> {
-    api: Arc<Api>,
+    ctx: Arc<Retained>,
     ptr: CuDevicePtr,
     len: usize,
     _t: std::marker::PhantomData<T>,
@@ -514,9 +559,10 @@ impl<T: Copy + Default> DeviceBuffer<T> {
     /// Copies the buffer back to the host.
     pub fn download(&self) -> Result<Vec<T>, DriverError> {
         let mut host = vec![T::default(); self.len];
+        let api = self.ctx.api;
         // SAFETY: `host` holds `len` elements, as the buffer does.
-        self.api.check("cuMemcpyDtoH", unsafe {
-            (self.api.dtoh)(
+        api.check("cuMemcpyDtoH", unsafe {
+            (api.dtoh)(
                 host.as_mut_ptr().cast(),
                 self.ptr,
                 std::mem::size_of_val(host.as_slice()),
@@ -528,7 +574,8 @@ impl<T: Copy + Default> DeviceBuffer<T> {
 
 impl<T> Drop for DeviceBuffer<T> {
     fn drop(&mut self) {
-        // SAFETY: memory we allocated.
-        unsafe { (self.api.mem_free)(self.ptr) };
+        self.ctx.bind_for_free();
+        // SAFETY: memory we allocated, in a context still retained.
+        unsafe { (self.ctx.api.mem_free)(self.ptr) };
     }
 }

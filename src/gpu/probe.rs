@@ -113,7 +113,10 @@ pub fn probe_library(name: &str) -> GpuStatus {
             ))
         }
     };
-    match unsafe { query(&lib) } {
+    let found = unsafe { query(&lib) };
+    // Never unloaded: once `cuInit` has run, the driver runs threads of its own in it.
+    std::mem::forget(lib);
+    match found {
         Ok((driver_version, devices)) if !devices.is_empty() => GpuStatus::Available {
             driver_version,
             devices,

@@ -5,13 +5,18 @@
 // probe, the driver shim, module loading from NVRTC's images, kernel arguments and
 // grids as the server marshals them, staging, copies (pitched ones included) and
 // memsets. Everything runs synchronously, so it cannot show a missing synchronise or
-// a race: only a GPU can (tests/gpu.rs, bench/gpu-check.sh).
+// a race: only a GPU can (tests/gpu.rs, bench/gpu-check.sh). It does keep the driver's
+// rules on contexts: calls need the context current on their thread, and a call after
+// the primary context's last retain is released aborts (the real driver crashes there:
+// the first H100 run found stages freeing their buffers after releasing it).
 //
 // Signatures are checked at compile time against NVIDIA's (MIT) dynamic-loading
 // header from nv-codec-headers (Debian's libffmpeg-nvenc-dev), where it declares them.
 
 #include <stdio.h>
 #include <stdlib.h>
+
+#include <atomic>
 
 #include <ffnvcodec/dynlink_cuda.h>
 
@@ -21,6 +26,7 @@
 static const int INVALID_VALUE = 1;
 static const int OUT_OF_MEMORY = 2;
 static const int INVALID_DEVICE = 101;
+static const int INVALID_CONTEXT = 201;
 static const int INVALID_IMAGE = 200;
 static const int NOT_FOUND = 500;
 
@@ -83,20 +89,51 @@ CUresult cuDeviceTotalMem_v2(size_t* bytes, CUdevice) {
     return CUDA_SUCCESS;
 }
 
+// The primary context, its retains, and the context current on each thread.
 static int primary_context;
+static std::atomic<int> retains;
+static thread_local CUcontext current;
+
+// What the driver asks of every call below but the device queries: a live context,
+// current on the calling thread.
+#define NEEDS_CONTEXT(call)                                                              \
+    do {                                                                                 \
+        if (retains.load() <= 0) {                                                       \
+            fprintf(stderr,                                                              \
+                    "fake CUDA: %s after the primary context's last retain was released " \
+                    "(the real driver crashes here)\n",                                  \
+                    call);                                                               \
+            abort();                                                                     \
+        }                                                                                \
+        if (current != (CUcontext)&primary_context) return (CUresult)INVALID_CONTEXT;    \
+    } while (0)
+
 CUresult cuDevicePrimaryCtxRetain(CUcontext* ctx, CUdevice) {
+    retains.fetch_add(1);
     *ctx = (CUcontext)&primary_context;
     return CUDA_SUCCESS;
 }
-CUresult cuDevicePrimaryCtxRelease_v2(CUdevice) { return CUDA_SUCCESS; }
-CUresult cuCtxSetCurrent(CUcontext ctx) {
-    return ctx == (CUcontext)&primary_context ? CUDA_SUCCESS : (CUresult)INVALID_VALUE;
+CUresult cuDevicePrimaryCtxRelease_v2(CUdevice) {
+    if (retains.fetch_sub(1) <= 0) {
+        retains.fetch_add(1);
+        return (CUresult)INVALID_CONTEXT;
+    }
+    return CUDA_SUCCESS;
 }
-CUresult cuCtxSynchronize(void) { return CUDA_SUCCESS; }
+CUresult cuCtxSetCurrent(CUcontext ctx) {
+    if (ctx != nullptr && ctx != (CUcontext)&primary_context) return (CUresult)INVALID_VALUE;
+    current = ctx;
+    return CUDA_SUCCESS;
+}
+CUresult cuCtxSynchronize(void) {
+    NEEDS_CONTEXT("cuCtxSynchronize");
+    return CUDA_SUCCESS;
+}
 
 // A cubin (an ELF image, its size from its header) or PTX (text); anything else is
 // refused as the driver would.
 CUresult cuModuleLoadData(CUmodule* module, const void* image) {
+    NEEDS_CONTEXT("cuModuleLoadData");
     const char* bytes = (const char*)image;
     size_t len;
     if (memcmp(bytes, "\x7f" "ELF", 4) == 0 && bytes[4] == 2) {
@@ -120,12 +157,14 @@ CUresult cuModuleLoadData(CUmodule* module, const void* image) {
     return CUDA_SUCCESS;
 }
 CUresult cuModuleUnload(CUmodule module) {
+    NEEDS_CONTEXT("cuModuleUnload");
     FakeModule* m = (FakeModule*)module;
     free((void*)m->bytes);
     delete m;
     return CUDA_SUCCESS;
 }
 CUresult cuModuleGetFunction(CUfunction* function, CUmodule module, const char* name) {
+    NEEDS_CONTEXT("cuModuleGetFunction");
     for (const char* const& known : KERNELS) {
         if (strcmp(known, name) == 0 && contains((FakeModule*)module, name)) {
             *function = (CUfunction)&known;
@@ -136,6 +175,7 @@ CUresult cuModuleGetFunction(CUfunction* function, CUmodule module, const char* 
 }
 
 CUresult cuMemAlloc_v2(CUdeviceptr* ptr, size_t bytes) {
+    NEEDS_CONTEXT("cuMemAlloc_v2");
     void* p = malloc(bytes ? bytes : 1);
     if (!p) return (CUresult)OUT_OF_MEMORY;
     memset(p, 0xA5, bytes);  // like device memory, not zeroed: junk a kernel must not read
@@ -143,22 +183,27 @@ CUresult cuMemAlloc_v2(CUdeviceptr* ptr, size_t bytes) {
     return CUDA_SUCCESS;
 }
 CUresult cuMemFree_v2(CUdeviceptr ptr) {
+    NEEDS_CONTEXT("cuMemFree_v2");
     free((void*)ptr);
     return CUDA_SUCCESS;
 }
 CUresult cuMemHostAlloc(void** ptr, size_t bytes, unsigned int) {
+    NEEDS_CONTEXT("cuMemHostAlloc");
     *ptr = malloc(bytes ? bytes : 1);
     return *ptr ? CUDA_SUCCESS : (CUresult)OUT_OF_MEMORY;
 }
 CUresult cuMemFreeHost(void* ptr) {
+    NEEDS_CONTEXT("cuMemFreeHost");
     free(ptr);
     return CUDA_SUCCESS;
 }
 CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t bytes) {
+    NEEDS_CONTEXT("cuMemcpyHtoD_v2");
     memcpy((void*)dst, src, bytes);
     return CUDA_SUCCESS;
 }
 CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {
+    NEEDS_CONTEXT("cuMemcpyDtoH_v2");
     memcpy(dst, (const void*)src, bytes);
     return CUDA_SUCCESS;
 }
@@ -166,15 +211,18 @@ CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t bytes, CU
     return cuMemcpyHtoD_v2(dst, src, bytes);
 }
 CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream) {
+    NEEDS_CONTEXT("cuMemcpyDtoDAsync_v2");
     memcpy((void*)dst, (const void*)src, bytes);
     return CUDA_SUCCESS;
 }
 CUresult cuMemsetD32Async(CUdeviceptr dst, unsigned int value, size_t count, CUstream) {
+    NEEDS_CONTEXT("cuMemsetD32Async");
     unsigned int* p = (unsigned int*)dst;
     for (size_t i = 0; i < count; ++i) p[i] = value;
     return CUDA_SUCCESS;
 }
 CUresult cuMemcpy2D_v2(const CUDA_MEMCPY2D* copy) {
+    NEEDS_CONTEXT("cuMemcpy2D_v2");
     const char* src = copy->srcMemoryType == CU_MEMORYTYPE_HOST ? (const char*)copy->srcHost
                                                                 : (const char*)copy->srcDevice;
     char* dst = copy->dstMemoryType == CU_MEMORYTYPE_HOST ? (char*)copy->dstHost
@@ -190,19 +238,25 @@ CUresult cuMemcpy2D_v2(const CUDA_MEMCPY2D* copy) {
 }
 
 CUresult cuStreamCreate(CUstream* stream, unsigned int) {
+    NEEDS_CONTEXT("cuStreamCreate");
     *stream = (CUstream) new int(0);
     return CUDA_SUCCESS;
 }
 CUresult cuStreamDestroy_v2(CUstream stream) {
+    NEEDS_CONTEXT("cuStreamDestroy_v2");
     delete (int*)stream;
     return CUDA_SUCCESS;
 }
-CUresult cuStreamSynchronize(CUstream) { return CUDA_SUCCESS; }
+CUresult cuStreamSynchronize(CUstream) {
+    NEEDS_CONTEXT("cuStreamSynchronize");
+    return CUDA_SUCCESS;
+}
 
 CUresult cuGetErrorName(CUresult error, const char** text) {
     switch ((int)error) {
         case INVALID_VALUE: *text = "CUDA_ERROR_INVALID_VALUE"; break;
         case INVALID_IMAGE: *text = "CUDA_ERROR_INVALID_IMAGE"; break;
+        case INVALID_CONTEXT: *text = "CUDA_ERROR_INVALID_CONTEXT"; break;
         case NOT_FOUND: *text = "CUDA_ERROR_NOT_FOUND"; break;
         default: *text = "CUDA_ERROR_UNKNOWN"; break;
     }
@@ -214,6 +268,7 @@ CUresult cuGetErrorName(CUresult error, const char** text) {
 CUresult cuLaunchKernel(CUfunction function, unsigned int gx, unsigned int gy, unsigned int gz,
                         unsigned int bx, unsigned int by, unsigned int bz, unsigned int,
                         CUstream, void** p, void** extra) {
+    NEEDS_CONTEXT("cuLaunchKernel");
     if (extra) return (CUresult)INVALID_VALUE;
     const char* name = *(const char* const*)function;
     Dim3 grid{gx, gy, gz}, block{bx, by, bz};

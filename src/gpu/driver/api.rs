@@ -89,15 +89,15 @@ pub struct Memcpy2d {
 }
 
 impl Api {
-    pub(super) fn load(name: &str) -> Result<Self, DriverError> {
+    /// Resolves every function from `name`; why not, as text.
+    pub(super) fn load(name: &str) -> Result<Self, String> {
         // SAFETY: the NVIDIA driver library is designed to be loaded into any process.
-        let lib = unsafe { libloading::Library::new(name) }
-            .map_err(|e| DriverError::Unavailable(format!("{name}: {e}")))?;
+        let lib = unsafe { libloading::Library::new(name) }.map_err(|e| format!("{name}: {e}"))?;
         macro_rules! sym {
             ($name:literal) => {{
                 // SAFETY: each symbol is a driver API function of the field's C type.
                 let s = unsafe { lib.get(concat!($name, "\0").as_bytes()) }
-                    .map_err(|e| DriverError::Unavailable(format!("{}: {e}", $name)))?;
+                    .map_err(|e| format!("{}: {e}", $name))?;
                 *s
             }};
         }
