@@ -179,10 +179,16 @@ pub fn compile_all(nvrtc: &Nvrtc, arch: &str) -> Result<Vec<(&'static str, Strin
 }
 
 /// Where `kernel`'s PTX for `arch` is cached under `dir`: named by the kernel, the
-/// architecture and a hash of the source, so an edited kernel is compiled afresh.
+/// architecture and a hash of the source and the compiler options, so an edited kernel
+/// (or one compiled otherwise) is compiled afresh.
 pub fn cache_path(dir: &std::path::Path, kernel: &KernelSource, arch: &str) -> std::path::PathBuf {
     let stem = kernel.file.trim_end_matches(".cu");
-    let hash = crate::hash::fnv1a(&[kernel.source.as_bytes(), arch.as_bytes()]);
+    let options = super::nvrtc::OPTIONS.join(" ");
+    let hash = crate::hash::fnv1a(&[
+        kernel.source.as_bytes(),
+        arch.as_bytes(),
+        options.as_bytes(),
+    ]);
     dir.join(format!("{stem}-{arch}-{hash:016x}.ptx"))
 }
 
