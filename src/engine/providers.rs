@@ -4,6 +4,7 @@
 //! profile for batch 1..max and the engine cache of [`super::accel::engine_dir`]. Registration fails loudly (`error_on_failure`), so
 //! a provider that cannot start is a start-up error, never a silent run on the CPU.
 
+use ort::ep::cuda::ConvAlgorithmSearch;
 use ort::ep::{ExecutionProvider, ExecutionProviderDispatch, TensorRT, CUDA};
 
 use std::path::Path;
@@ -44,10 +45,7 @@ pub fn host_caps() -> HostCaps {
 pub fn dispatch(accel: &Accel, spec: &ModelSpec) -> Vec<ExecutionProviderDispatch> {
     match accel {
         Accel::Cpu => Vec::new(),
-        Accel::Cuda { device_id } => vec![CUDA::default()
-            .with_device_id(*device_id)
-            .build()
-            .error_on_failure()],
+        Accel::Cuda { device_id } => vec![cuda(*device_id).build().error_on_failure()],
         Accel::TensorRt(o) => {
             let mut trt = TensorRT::default()
                 .with_device_id(o.device_id)
@@ -65,12 +63,20 @@ pub fn dispatch(accel: &Accel, spec: &ModelSpec) -> Vec<ExecutionProviderDispatc
                     .with_profile_opt_shapes(shape(opt))
                     .with_profile_max_shapes(shape(max));
             }
-            vec![
-                trt.build().error_on_failure(),
-                CUDA::default().with_device_id(o.device_id).build(),
-            ]
+            vec![trt.build().error_on_failure(), cuda(o.device_id).build()]
         }
     }
+}
+
+/// The CUDA provider on `device_id`. cuDNN picks its convolution algorithms by
+/// heuristics, not by its default exhaustive benchmark: that benchmark runs again for
+/// every new input shape, and the scheduler's batches take every size from 1 to the
+/// largest. On the first H100 run it cost seconds per new batch size in each session,
+/// so a camera's detections waited 3 s and a fifth of its frames were dropped.
+fn cuda(device_id: i32) -> CUDA {
+    CUDA::default()
+        .with_device_id(device_id)
+        .with_conv_algorithm_search(ConvAlgorithmSearch::Heuristic)
 }
 
 /// Where this host runs models: the backend settled on, and what its engines need.
@@ -178,7 +184,21 @@ pub fn profile(preferred: u32, max_batch: u32) -> (u32, u32, u32) {
 
 #[cfg(test)]
 mod tests {
-    use super::profile;
+    use super::{cuda, profile};
+
+    #[test]
+    fn the_cuda_provider_picks_convolutions_by_heuristics_on_its_device() {
+        // What ONNX Runtime receives: its option names and values.
+        let options = format!("{:?}", cuda(3));
+        assert!(
+            options.contains("\"cudnn_conv_algo_search\"") && options.contains("\"HEURISTIC\""),
+            "{options}"
+        );
+        assert!(
+            options.contains("\"device_id\"") && options.contains("\"3\""),
+            "{options}"
+        );
+    }
 
     #[test]
     fn profiles_span_one_to_the_largest_batch() {
