@@ -59,7 +59,10 @@ impl DecodePlan {
         }
         let missing = nvdec_missing(device_id);
         match (config.backend, missing) {
-            (DecodeBackend::Nvdec, None) => Ok(nvdec(false)),
+            (DecodeBackend::Nvdec, None) => {
+                tracing::info!(decoder = "nvdec", "Decoding on the GPU (NVDEC).");
+                Ok(nvdec(false))
+            }
             (DecodeBackend::Nvdec, Some(why)) => Err(why),
             (_, None) => {
                 tracing::info!(decoder = "nvdec", "Decoding on the GPU (NVDEC).");

@@ -74,6 +74,18 @@ impl Worker {
             }
             _ => (None, None),
         };
+        if gpu.is_some() {
+            let outputs = if post.is_some() {
+                "candidates"
+            } else {
+                "whole"
+            };
+            tracing::info!(
+                worker = setup.index,
+                outputs,
+                "Engine worker preprocessing on the GPU."
+            );
+        }
         Self {
             index: setup.index,
             model: setup.model,
