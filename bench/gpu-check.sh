@@ -11,6 +11,8 @@
 #                                  by git, so it must be carried)
 #   bench/gpu-check.sh --rehearse  here: the same run on the tests' fake CUDA and NVDEC
 #                                  libraries, to see it work before spending GPU time
+# For the engine rows, ONNX Runtime's GPU build travels in a call before the check's:
+# bench/gpu-ort.sh.
 # Tables: kernel parity with the CPU reference and µs per launch; one launch per batch
 # against one per frame; the YOLO candidate kernel bit for bit against the CPU's, µs
 # per batch and bytes back; NVDEC bit-exactness against libavcodec, NV12 surfaces into the
@@ -59,6 +61,18 @@ if [ "${1:-}" = "--rehearse" ]; then
     "${cxx[@]}" -o "$fake/libcuda.so" tests/support/fake_cuda.cpp
     "${cxx[@]}" -o "$fake/libnvcuvid.so" tests/support/fake_nvcuvid.cpp -lavcodec -lavutil
     export KVS_INFER_CUDA_DRIVER="$PWD/$fake/libcuda.so" KVS_INFER_NVCUVID="$PWD/$fake/libnvcuvid.so"
+fi
+# ONNX Runtime's GPU build, where bench/gpu-ort.sh --unpack put it (the CPU build in
+# .cache has no GPU providers, and the engine rows say so), with the CUDA 13 runtime,
+# cuBLAS and cuDNN its CUDA provider loads from wherever the host keeps them.
+ort_gpu=(/tmp/kvs-infer-ort-gpu/libonnxruntime.so.*)
+if [ -z "${ORT_DYLIB_PATH:-}" ] && [ -f "${ort_gpu[0]}" ]; then
+    export ORT_DYLIB_PATH="${ort_gpu[0]}"
+    for lib in libcudart.so.13 libcublas.so.13 libcudnn.so.9; do
+        found=$(find /usr/local/cuda*/targets/*/lib /usr/lib/x86_64-linux-gnu /opt -name "$lib" 2>/dev/null | head -1 || true)
+        [ -n "$found" ] && LD_LIBRARY_PATH="$(dirname "$found")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    done
+    export LD_LIBRARY_PATH
 fi
 # The device tool returns only the last 12,000 characters of output; where it gives
 # a folder to bring files back from ($OUT), the whole report goes there too.
