@@ -88,7 +88,6 @@ impl Drop for Retained {
 /// A device's primary context, current on the threads that use it.
 pub struct Context {
     retained: Arc<Retained>,
-    api: &'static Api,
 }
 
 impl Context {
@@ -107,7 +106,7 @@ impl Context {
             )?;
             let retained = Arc::new(Retained { api, device, raw });
             retained.bind()?;
-            Ok(Self { retained, api })
+            Ok(Self { retained })
         }
     }
 
@@ -119,16 +118,17 @@ impl Context {
     /// Waits for every launch to finish; reports a kernel's failure.
     pub fn synchronize(&self) -> Result<(), DriverError> {
         // SAFETY: no arguments; the current context is ours.
-        self.api
-            .check("cuCtxSynchronize", unsafe { (self.api.ctx_synchronize)() })
+        self.retained.api.check("cuCtxSynchronize", unsafe {
+            (self.retained.api.ctx_synchronize)()
+        })
     }
 
     /// Loads a module from a cubin (machine code for this GPU) as it is.
     pub fn load_cubin(&self, cubin: &[u8]) -> Result<Module, DriverError> {
         let mut raw = std::ptr::null_mut();
         // SAFETY: a cubin image that outlives the call (the driver copies it).
-        self.api.check("cuModuleLoadData", unsafe {
-            (self.api.module_load_data)(&mut raw, cubin.as_ptr().cast())
+        self.retained.api.check("cuModuleLoadData", unsafe {
+            (self.retained.api.module_load_data)(&mut raw, cubin.as_ptr().cast())
         })?;
         Ok(Module {
             ctx: self.retained.clone(),
@@ -142,8 +142,8 @@ impl Context {
             .map_err(|_| DriverError::Unavailable("PTX holds a NUL byte".into()))?;
         let mut raw = std::ptr::null_mut();
         // SAFETY: a NUL-terminated PTX image that outlives the call.
-        self.api.check("cuModuleLoadData", unsafe {
-            (self.api.module_load_data)(&mut raw, text.as_ptr().cast())
+        self.retained.api.check("cuModuleLoadData", unsafe {
+            (self.retained.api.module_load_data)(&mut raw, text.as_ptr().cast())
         })?;
         Ok(Module {
             ctx: self.retained.clone(),
@@ -156,8 +156,8 @@ impl Context {
         let mut ptr = 0;
         let bytes = len.max(1) * std::mem::size_of::<T>();
         // SAFETY: a valid out-pointer.
-        self.api.check("cuMemAlloc", unsafe {
-            (self.api.mem_alloc)(&mut ptr, bytes)
+        self.retained.api.check("cuMemAlloc", unsafe {
+            (self.retained.api.mem_alloc)(&mut ptr, bytes)
         })?;
         Ok(DeviceBuffer {
             ctx: self.retained.clone(),
@@ -171,8 +171,8 @@ impl Context {
     pub fn upload<T: Copy>(&self, host: &[T]) -> Result<DeviceBuffer<T>, DriverError> {
         let buf = self.alloc(host.len())?;
         // SAFETY: the buffer holds `host.len()` elements.
-        self.api.check("cuMemcpyHtoD", unsafe {
-            (self.api.htod)(buf.ptr, host.as_ptr().cast(), std::mem::size_of_val(host))
+        self.retained.api.check("cuMemcpyHtoD", unsafe {
+            (self.retained.api.htod)(buf.ptr, host.as_ptr().cast(), std::mem::size_of_val(host))
         })?;
         Ok(buf)
     }
@@ -182,8 +182,8 @@ impl Context {
     pub fn stream(&self) -> Result<Stream, DriverError> {
         let mut raw = std::ptr::null_mut();
         // SAFETY: a valid out-pointer; the context is current on this thread.
-        self.api.check("cuStreamCreate", unsafe {
-            (self.api.stream_create)(&mut raw, STREAM_NON_BLOCKING)
+        self.retained.api.check("cuStreamCreate", unsafe {
+            (self.retained.api.stream_create)(&mut raw, STREAM_NON_BLOCKING)
         })?;
         Ok(Stream {
             ctx: self.retained.clone(),
@@ -196,8 +196,8 @@ impl Context {
     pub fn pinned(&self, len: usize) -> Result<PinnedBuffer, DriverError> {
         let mut ptr = std::ptr::null_mut();
         // SAFETY: a valid out-pointer; flags 0 (portable pinning is not needed).
-        self.api.check("cuMemHostAlloc", unsafe {
-            (self.api.host_alloc)(&mut ptr, len.max(1), 0)
+        self.retained.api.check("cuMemHostAlloc", unsafe {
+            (self.retained.api.host_alloc)(&mut ptr, len.max(1), 0)
         })?;
         Ok(PinnedBuffer {
             ctx: self.retained.clone(),
@@ -227,8 +227,8 @@ impl Context {
             )));
         }
         // SAFETY: in bounds of `src` (checked); the rest per this function's contract.
-        self.api.check("cuMemcpyHtoDAsync", unsafe {
-            (self.api.htod_async)(dst, src.ptr.add(offset).cast(), len, stream.raw)
+        self.retained.api.check("cuMemcpyHtoDAsync", unsafe {
+            (self.retained.api.htod_async)(dst, src.ptr.add(offset).cast(), len, stream.raw)
         })
     }
 
@@ -245,8 +245,8 @@ impl Context {
         stream: &Stream,
     ) -> Result<(), DriverError> {
         // SAFETY: per this function's contract.
-        self.api.check("cuMemcpyDtoDAsync", unsafe {
-            (self.api.dtod_async)(dst, src, len, stream.raw)
+        self.retained.api.check("cuMemcpyDtoDAsync", unsafe {
+            (self.retained.api.dtod_async)(dst, src, len, stream.raw)
         })
     }
 
@@ -262,8 +262,8 @@ impl Context {
         stream: &Stream,
     ) -> Result<(), DriverError> {
         // SAFETY: per this function's contract.
-        self.api.check("cuMemsetD32Async", unsafe {
-            (self.api.memset_d32_async)(dst, 0, count, stream.raw)
+        self.retained.api.check("cuMemsetD32Async", unsafe {
+            (self.retained.api.memset_d32_async)(dst, 0, count, stream.raw)
         })
     }
 
@@ -282,8 +282,8 @@ impl Context {
             return Ok(());
         }
         // SAFETY: `host` has room for what is copied; `src` per this function's contract.
-        self.api.check("cuMemcpyDtoH", unsafe {
-            (self.api.dtoh)(host.as_mut_ptr().cast(), src, std::mem::size_of_val(host))
+        self.retained.api.check("cuMemcpyDtoH", unsafe {
+            (self.retained.api.dtoh)(host.as_mut_ptr().cast(), src, std::mem::size_of_val(host))
         })
     }
 
@@ -293,8 +293,8 @@ impl Context {
     /// `dst` must be device memory of this context with room for `host`.
     pub unsafe fn copy_to_device<T: Copy>(&self, dst: u64, host: &[T]) -> Result<(), DriverError> {
         // SAFETY: per this function's contract.
-        self.api.check("cuMemcpyHtoD", unsafe {
-            (self.api.htod)(dst, host.as_ptr().cast(), std::mem::size_of_val(host))
+        self.retained.api.check("cuMemcpyHtoD", unsafe {
+            (self.retained.api.htod)(dst, host.as_ptr().cast(), std::mem::size_of_val(host))
         })
     }
 
@@ -334,8 +334,9 @@ impl Context {
         };
         // SAFETY: `dst` holds width × height bytes (checked); the caller's `src` is a
         // device plane of `height` rows `pitch` apart.
-        self.api
-            .check("cuMemcpy2D", unsafe { (self.api.memcpy_2d)(&copy) })
+        self.retained.api.check("cuMemcpy2D", unsafe {
+            (self.retained.api.memcpy_2d)(&copy)
+        })
     }
 
     /// Launches `function` on a 2-D grid covering `width`×`height` with 16×16 blocks.
@@ -405,8 +406,8 @@ impl Context {
         args: &mut [*mut c_void],
     ) -> Result<(), DriverError> {
         // SAFETY: per this function's contract.
-        self.api.check("cuLaunchKernel", unsafe {
-            (self.api.launch)(
+        self.retained.api.check("cuLaunchKernel", unsafe {
+            (self.retained.api.launch)(
                 function.raw,
                 grid.0,
                 grid.1,
