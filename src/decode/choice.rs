@@ -46,28 +46,24 @@ pub enum DecodePlan {
 
 impl DecodePlan {
     /// Settles `config` on GPU `device_id`: `nvdec` where NVDEC is absent is the
-    /// reason as an error; `auto` logs what it chose.
+    /// reason as an error; otherwise it logs what it chose.
     pub fn settle(config: &DecodeConfig, device_id: u32) -> Result<Self, String> {
-        let nvdec = |fallback| DecodePlan::Nvdec {
-            device_id: device_id as i32,
-            extra_surfaces: config.extra_surfaces,
-            fallback,
-            device_frames: false,
-        };
         if config.backend == DecodeBackend::Cpu {
             return Ok(DecodePlan::Cpu);
         }
         let missing = nvdec_missing(device_id);
         match (config.backend, missing) {
-            (DecodeBackend::Nvdec, None) => {
+            (backend, None) => {
                 tracing::info!(decoder = "nvdec", "Decoding on the GPU (NVDEC).");
-                Ok(nvdec(false))
+                Ok(DecodePlan::Nvdec {
+                    device_id: device_id as i32,
+                    extra_surfaces: config.extra_surfaces,
+                    // Only `auto` falls back to the CPU; `nvdec` fails instead.
+                    fallback: backend != DecodeBackend::Nvdec,
+                    device_frames: false,
+                })
             }
             (DecodeBackend::Nvdec, Some(why)) => Err(why),
-            (_, None) => {
-                tracing::info!(decoder = "nvdec", "Decoding on the GPU (NVDEC).");
-                Ok(nvdec(true))
-            }
             (_, Some(why)) => {
                 tracing::info!(decoder = "cpu", reason = %why, "Decoding on the CPU.");
                 Ok(DecodePlan::Cpu)
