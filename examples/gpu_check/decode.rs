@@ -26,7 +26,8 @@ pub fn frame_hash(planes: [&[u8]; 3]) -> u64 {
     kvs_infer::hash::fnv1a(&planes)
 }
 
-fn demux(path: &Path) -> Result<(StreamInfo, Vec<Sample>), String> {
+/// The clip's stream and its samples.
+pub fn demux(path: &Path) -> Result<(StreamInfo, Vec<Sample>), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut d = Mp4Demuxer::new();
     d.push(&bytes).map_err(|e| e.to_string())?;

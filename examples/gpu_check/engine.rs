@@ -21,16 +21,23 @@ use kvs_infer::postprocess::yolo::{candidates, Candidate};
 
 use super::rate;
 
-/// The picture the engines see: an I420 file that `--prepare` wrote (the clip's first
-/// picture, 16:9, BT.709).
-fn picture(path: &Path) -> Result<Frame, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    // w × h × 3/2 bytes with h = w × 9/16.
-    let width = ((bytes.len() as f64 / 1.5 * 16.0 / 9.0).sqrt().round() as u32) & !1;
-    let height = width * 9 / 16;
-    let (luma, chroma) = ((width * height) as usize, (width * height / 4) as usize);
-    if width == 0 || luma + 2 * chroma != bytes.len() {
-        return Err(format!("{} is not a 16:9 I420 picture", path.display()));
+/// The picture the engines see: the first of `clip`, as `--prepare` wrote it beside
+/// the clip (I420, BT.709), at the size the clip's container gives.
+fn picture(clip: &Path) -> Result<Frame, String> {
+    let (info, _) = super::decode::demux(clip)?;
+    let path = clip.with_extension("frame0.yuv");
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (luma, chroma) = (
+        (info.width * info.height) as usize,
+        (info.width * info.height / 4) as usize,
+    );
+    if luma == 0 || luma + 2 * chroma != bytes.len() {
+        return Err(format!(
+            "{} is not one {}x{} I420 picture",
+            path.display(),
+            info.width,
+            info.height
+        ));
     }
     let planes = [
         bytes[..luma].to_vec(),
@@ -38,8 +45,8 @@ fn picture(path: &Path) -> Result<Frame, String> {
         bytes[luma + chroma..].to_vec(),
     ];
     Ok(Frame::from_planes(
-        width,
-        height,
+        info.width,
+        info.height,
         0,
         Instant::now(),
         0,
@@ -125,7 +132,7 @@ fn images_per_second(engine: &mut OrtEngine, frame: &Frame, batch: usize) -> Res
 }
 
 /// Prints the engine table; false when a check failed.
-pub fn section(model: &Path, picture_file: &Path, engines_dir: &Path, kernels: &Path) -> bool {
+pub fn section(model: &Path, clip: &Path, engines_dir: &Path, kernels: &Path) -> bool {
     println!("\n## Engines (YOLOv8n)\n");
     if !model.is_file() {
         println!(
@@ -134,7 +141,7 @@ pub fn section(model: &Path, picture_file: &Path, engines_dir: &Path, kernels: &
         );
         return true;
     }
-    let frame = match picture(picture_file) {
+    let frame = match picture(clip) {
         Ok(f) => f,
         Err(e) => {
             println!("FAIL: no picture to run the engines on ({e}; bench/gpu-check.sh --prepare)");

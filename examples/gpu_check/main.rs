@@ -322,7 +322,7 @@ fn section(name: &str, dir: &Path, cc: (i32, i32)) -> bool {
         }
         "engines" => engine::section(
             &dir.join("yolov8n-coco.onnx"),
-            &dir.join("clips/h264.frame0.yuv"),
+            &dir.join("clips/h264.mp4"),
             &dir.join("engines"),
             &kernels_dir,
         ),
