@@ -63,17 +63,9 @@ if [ "${1:-}" = "--rehearse" ]; then
     export KVS_INFER_CUDA_DRIVER="$PWD/$fake/libcuda.so" KVS_INFER_NVCUVID="$PWD/$fake/libnvcuvid.so"
 fi
 # ONNX Runtime's GPU build, where bench/gpu-ort.sh --unpack put it (the CPU build in
-# .cache has no GPU providers, and the engine rows say so), with the CUDA 13 runtime,
-# cuBLAS and cuDNN its CUDA provider loads from wherever the host keeps them.
-ort_gpu=(/tmp/kvs-infer-ort-gpu/libonnxruntime.so.*)
-if [ -z "${ORT_DYLIB_PATH:-}" ] && [ -f "${ort_gpu[0]}" ]; then
-    export ORT_DYLIB_PATH="${ort_gpu[0]}"
-    for lib in libcudart.so.13 libcublas.so.13 libcudnn.so.9; do
-        found=$(find /usr/local/cuda*/targets/*/lib /usr/lib/x86_64-linux-gnu /opt -name "$lib" 2>/dev/null | head -1 || true)
-        [ -n "$found" ] && LD_LIBRARY_PATH="$(dirname "$found")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    done
-    export LD_LIBRARY_PATH
-fi
+# .cache has no GPU providers, and the engine rows say so).
+. bench/gpu-ort-env.sh
+use_ort_gpu
 # The device tool returns only the last 12,000 characters of output; where it gives
 # a folder to bring files back from ($OUT), the whole report goes there too.
 report=/dev/null

@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION=1.31.1
 DIR=bench/gpu-ort
-UNPACKED=/tmp/kvs-infer-ort-gpu
+. bench/gpu-ort-env.sh
 case "${1:-}" in
 --prepare)
     sm=${2:-90}
@@ -37,9 +37,9 @@ case "${1:-}" in
     du -sh "$DIR/ort-gpu.tar.xz"
     ;;
 --unpack)
-    mkdir -p "$UNPACKED"
-    tar -xJf "$DIR/ort-gpu.tar.xz" -C "$UNPACKED"
-    ls "$UNPACKED"
+    mkdir -p "$ORT_GPU_DIR"
+    tar -xJf "$DIR/ort-gpu.tar.xz" -C "$ORT_GPU_DIR"
+    ls "$ORT_GPU_DIR"
     ;;
 *)
     echo "usage: bench/gpu-ort.sh --prepare [SM] (here) | --unpack (on the GPU host)" >&2

@@ -34,13 +34,8 @@ if [ ! -x "$run/kvs-infer" ]; then
     xz -d -c "$DIR/kvs-infer.xz" >"$run/kvs-infer"
     chmod +x "$run/kvs-infer"
 fi
-ort=(/tmp/kvs-infer-ort-gpu/libonnxruntime.so.*)
-[ -f "${ort[0]}" ] && export ORT_DYLIB_PATH="${ort[0]}"
-path=""
-for lib in libcudart.so.13 libcublas.so.13 libcudnn.so.9; do
-    found=$(find /usr/local/cuda*/targets/*/lib /usr/lib/x86_64-linux-gnu -name "$lib" 2>/dev/null | head -1 || true)
-    [ -n "$found" ] && path="$path$(dirname "$found"):"
-done
+. "$ROOT/bench/gpu-ort-env.sh"
+use_ort_gpu
 # The host's own libraries first; ours fill in what it lacks (FFmpeg and its codecs).
-export LD_LIBRARY_PATH="$path${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$run/lib"
+export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$run/lib"
 exec "$run/kvs-infer" "$@"
