@@ -241,30 +241,10 @@ fn the_gpu_path_runs_whole_on_a_fake_driver_that_runs_our_kernels_on_the_cpu() {
     let clips = dir.join("clips");
     std::fs::create_dir_all(&clips).unwrap();
     for (name, codec, tag) in [("h264", "libx264", "avc1"), ("h265", "libx265", "hvc1")] {
-        let clip = clips.join(format!("{name}.mp4"));
-        let clip = clip.to_str().unwrap();
+        let path = clips.join(format!("{name}.mp4"));
         let fragmented = "frag_keyframe+empty_moov+default_base_moof";
-        let source = "testsrc2=size=320x240:rate=25";
-        common::ffmpeg(&[
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            source,
-            "-t",
-            "2",
-            "-c:v",
-            codec,
-            "-tag:v",
-            tag,
-            "-pix_fmt",
-            "yuv420p",
-            "-movflags",
-            fragmented,
-            clip,
-        ]);
+        common::test_clip(&path, codec, 2, &["-tag:v", tag, "-movflags", fragmented]);
+        let clip = path.to_str().unwrap();
         let pictures = common::ffmpeg(&["-v", "error", "-i", clip, "-f", "rawvideo", "-"]);
         let mut hash = std::process::Command::new(&check)
             .arg("--hash-frames")

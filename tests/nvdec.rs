@@ -119,26 +119,7 @@ fn frame_md5s(input: &[&str]) -> Vec<String> {
 
 fn clip(dir: &Path, name: &str, codec: &str) -> PathBuf {
     let path = dir.join(name);
-    ffmpeg(&[
-        "-v",
-        "error",
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=25",
-        "-t",
-        "3",
-        "-c:v",
-        codec,
-        "-g",
-        "25",
-        "-bf",
-        "2",
-        "-pix_fmt",
-        "yuv420p",
-        path.to_str().unwrap(),
-    ]);
+    common::test_clip(&path, codec, 3, &["-g", "25", "-bf", "2"]);
     path
 }
 

@@ -472,6 +472,30 @@ pub fn run_tests_of(binary: &Path, tests: &[&str], env: &[(&str, &Path)]) {
     assert!(!text.contains("SKIPPED"), "{text}");
 }
 
+/// A clip of ffmpeg's `testsrc2` (320×240, 25 fps, 4:2:0) for `seconds`, encoded with
+/// `codec` into `path`; `extra` are further output options (GOP, tags, fragmenting).
+pub fn test_clip(path: &Path, codec: &str, seconds: u32, extra: &[&str]) {
+    let seconds = seconds.to_string();
+    let mut args = vec![
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-t",
+        &seconds,
+        "-c:v",
+        codec,
+        "-pix_fmt",
+        "yuv420p",
+    ];
+    args.extend_from_slice(extra);
+    args.push(path.to_str().expect("a UTF-8 path"));
+    ffmpeg(&args);
+}
+
 /// ffmpeg's standard output for `args`; its error output is the failure message.
 pub fn ffmpeg(args: &[&str]) -> Vec<u8> {
     let out = Command::new("ffmpeg").args(args).output().unwrap();
