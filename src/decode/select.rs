@@ -21,11 +21,19 @@ impl FrameSelector {
         }
     }
 
-    /// Whether the frame at `pts_90k` is kept. Frames arrive in pts order.
+    /// Whether the frame at `pts_90k` is kept. Frames arrive in pts order on the
+    /// camera's timeline (`crate::ingest::timeline`); should a pts still go back by more
+    /// than a second, the spacing restarts there rather than waiting for the old
+    /// timeline to be reached again.
     pub fn keep(&mut self, pts_90k: i64) -> bool {
         // Half a source frame of slack at 60 fps absorbs pts jitter and rounding.
         const SLACK_90K: i64 = 750;
+        const BACKWARDS_90K: i64 = 90_000;
         match self.next_due_90k {
+            Some(due) if due - pts_90k > self.interval_90k + BACKWARDS_90K => {
+                self.next_due_90k = Some(pts_90k + self.interval_90k);
+                true
+            }
             Some(due) if pts_90k + SLACK_90K < due => false,
             Some(due) => {
                 // Step from the due time, not the frame's pts, so the rate stays exact;
@@ -91,5 +99,15 @@ mod tests {
         assert!(s.keep(900_000)); // ten seconds later: a loop or a reconnect
         assert!(!s.keep(900_000 + 3600));
         assert!(s.keep(990_000));
+    }
+
+    #[test]
+    fn pts_that_go_back_restart_the_spacing_instead_of_stopping_it() {
+        let mut s = FrameSelector::new(2.0);
+        assert!(s.keep(900_000));
+        assert!(!s.keep(900_000 + 3600));
+        // A timeline that starts again at 0 keeps flowing at 2 fps.
+        let kept = (0..50).map(|k| k * 3600).filter(|&p| s.keep(p)).count();
+        assert_eq!(kept, 4);
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! `realtime = true` paces access units at the clip's timestamps, like a live camera;
 //! otherwise they come as fast as the caller takes them. `loop = true` reopens the file
-//! at its end and keeps pts increasing across loops. Reads block: a camera runs its
+//! at its end; each loop is a new segment of the camera's [`Timeline`], so pts keep
+//! increasing across loops (and through timecode jumps inside a file). Reads block: a
+//! camera runs its
 //! source on its own thread (see [`crate::pipeline`]).
 
 use std::path::{Path, PathBuf};
@@ -10,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use ffmpeg_next as ffmpeg;
 
+use super::timeline::{Placement, Stamp, Timeline};
 use super::{now_epoch_ms, AccessUnit, Codec, FrameSource, IngestError, StreamInfo};
 use crate::BoxFuture;
 
@@ -22,11 +25,8 @@ pub struct FileSource {
     stream_index: usize,
     time_base: ffmpeg::Rational,
     info: StreamInfo,
-    /// Added to every pts so loops keep increasing.
-    offset_90k: i64,
-    /// Largest pts (with offset) seen so far, and one frame's duration.
-    last_pts_90k: i64,
-    frame_90k: i64,
+    /// Where each unit sits: loops and jumps keep it increasing.
+    timeline: Timeline,
     /// Wall-clock anchor for pacing: (instant, pts at that instant).
     anchor: Option<(Instant, i64)>,
 }
@@ -44,9 +44,7 @@ impl FileSource {
             stream_index,
             time_base,
             info,
-            offset_90k: 0,
-            last_pts_90k: -1,
-            frame_90k,
+            timeline: Timeline::with_step(frame_90k),
             anchor: None,
         })
     }
@@ -73,7 +71,7 @@ impl FileSource {
                     self.input = input;
                     self.stream_index = index;
                     self.time_base = time_base;
-                    self.offset_90k = self.last_pts_90k + self.frame_90k;
+                    self.timeline.connected(false);
                     restarted = true;
                     continue;
                 }
@@ -86,8 +84,10 @@ impl FileSource {
             let Some(ts) = packet.pts().or(packet.dts()) else {
                 continue;
             };
-            let pts_90k = self.offset_90k + rescale_90k(ts, self.time_base);
-            self.last_pts_90k = self.last_pts_90k.max(pts_90k);
+            let raw_90k = rescale_90k(ts, self.time_base);
+            let Placement::Placed { pts_90k, .. } = self.timeline.place(Stamp::raw(raw_90k)) else {
+                continue;
+            };
             if self.realtime {
                 self.pace(pts_90k);
             }

@@ -1,30 +1,26 @@
-//! What live sources share: the resume cursor a camera keeps across reconnects, the
-//! pacer that turns bursts back into a steady stream, and the step from a demuxed
-//! [`Sample`] to an [`AccessUnit`].
+//! What live sources share: the resume cursor a camera keeps across reconnects (with
+//! its [`Timeline`]), the pacer that turns bursts back into a steady stream, and the
+//! step from a demuxed [`Sample`] to an [`AccessUnit`].
 //!
 //! A reconnect (or a new HLS session) replays some video: the live window of a fresh
-//! playlist, the fragment a GetMedia resumes at. The cursor remembers the newest pts
-//! handed on, and after a reconnect admits only what is newer, so the detectors see
-//! neither a gap nor a repeat. Within a connection everything is admitted (B-frames
-//! come out of pts order).
+//! playlist, the fragment a GetMedia resumes at. The cursor's timeline remembers what
+//! it placed, and after a reconnect skips exactly what repeats, so the detectors see
+//! neither a gap nor a repeat; a producer restart is a new timeline segment, not a
+//! replay.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use super::demux::Sample;
+use super::timeline::{Placement, Stamp, Timeline};
 use super::{now_epoch_ms, AccessUnit};
-
-/// A pts this far behind the newest is a new timeline (a producer restart or a wrap),
-/// not a replay: 10 minutes.
-const NEW_TIMELINE_90K: i64 = 10 * 60 * 90_000;
+use crate::telemetry::CameraMetrics;
 
 /// Where a camera's stream was when its connection ended.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Cursor {
-    /// The newest pts handed on.
-    pub newest_pts_90k: Option<i64>,
-    /// After a reconnect: admit only pts above this.
-    resume_after_90k: Option<i64>,
+    /// The camera's timeline, across its connections.
+    pub timeline: Timeline,
     /// KVS: the last fragment read.
     pub fragment_number: Option<String>,
     /// KVS GetMedia: where to resume.
@@ -36,23 +32,29 @@ pub struct Cursor {
 impl Cursor {
     /// A new connection starts: what it replays is skipped.
     pub fn reconnecting(&mut self) {
-        self.resume_after_90k = self.newest_pts_90k;
+        self.timeline.connected(true);
     }
 
-    /// Whether a unit with this pts is new; records it if so.
-    pub fn admit(&mut self, pts_90k: i64) -> bool {
-        if let Some(after) = self.resume_after_90k {
-            if pts_90k <= after && after.saturating_sub(pts_90k) < NEW_TIMELINE_90K {
-                return false;
+    /// Places a unit on the timeline: its timeline pts, or `None` for a replay. A jump
+    /// in the stream's timecodes is logged with both values and counted in
+    /// `ingest_timeline_resets_total`.
+    pub fn place(&mut self, stamp: Stamp, metrics: &CameraMetrics) -> Option<i64> {
+        match self.timeline.place(stamp) {
+            Placement::Replay => None,
+            Placement::Placed { pts_90k, jump } => {
+                self.fruitless_resumes = 0;
+                if let Some(jump) = jump {
+                    metrics.timeline_reset();
+                    tracing::warn!(
+                        from_ms = jump.from_raw_90k / 90,
+                        to_ms = jump.to_raw_90k / 90,
+                        timeline_ms = pts_90k / 90,
+                        "The stream's timecodes jumped (a producer restart?); a new timeline segment starts."
+                    );
+                }
+                Some(pts_90k)
             }
-            self.resume_after_90k = None;
         }
-        self.fruitless_resumes = 0;
-        self.newest_pts_90k = Some(match self.newest_pts_90k {
-            Some(n) if n.saturating_sub(pts_90k) < NEW_TIMELINE_90K => n.max(pts_90k),
-            _ => pts_90k,
-        });
-        true
     }
 }
 
@@ -112,11 +114,12 @@ pub fn lock(cursor: &SharedCursor) -> std::sync::MutexGuard<'_, Cursor> {
     cursor.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The access unit for `sample`, received now; `wall_ms` falls back to the ingest clock.
-pub fn unit(sample: Sample, received_at: Instant) -> AccessUnit {
+/// The access unit for `sample`, placed at `pts_90k` on the camera's timeline and
+/// received at `received_at`; `wall_ms` falls back to the ingest clock.
+pub fn unit(sample: Sample, pts_90k: i64, received_at: Instant) -> AccessUnit {
     AccessUnit {
         data: sample.data,
-        pts_90k: sample.pts_90k,
+        pts_90k,
         keyframe: sample.keyframe,
         received_at,
         wall_ms: sample.wall_ms.unwrap_or_else(now_epoch_ms),
@@ -152,26 +155,21 @@ mod tests {
 
     #[test]
     fn after_a_reconnect_only_newer_units_pass_and_then_everything_does() {
+        let metrics = crate::telemetry::Telemetry::new()
+            .unwrap()
+            .metrics()
+            .camera("c", &[]);
         let mut c = Cursor::default();
         for pts in [0, 3600, 7200] {
-            assert!(c.admit(pts));
+            assert_eq!(c.place(Stamp::raw(pts), &metrics), Some(pts));
         }
         c.reconnecting();
         // The replayed window is skipped, the first new unit opens the gate.
-        assert!(!c.admit(0));
-        assert!(!c.admit(7200));
-        assert!(c.admit(10_800));
+        assert_eq!(c.place(Stamp::raw(0), &metrics), None);
+        assert_eq!(c.place(Stamp::raw(7200), &metrics), None);
+        assert_eq!(c.place(Stamp::raw(10_800), &metrics), Some(10_800));
         // B-frames after it are admitted even though their pts is lower.
-        assert!(c.admit(9000));
-        assert_eq!(c.newest_pts_90k, Some(10_800));
-    }
-
-    #[test]
-    fn a_timeline_far_behind_is_a_restart_not_a_replay() {
-        let mut c = Cursor::default();
-        assert!(c.admit(NEW_TIMELINE_90K * 3));
-        c.reconnecting();
-        assert!(c.admit(5));
-        assert_eq!(c.newest_pts_90k, Some(5));
+        assert_eq!(c.place(Stamp::raw(9000), &metrics), Some(9000));
+        assert_eq!(c.timeline.newest_90k(), Some(10_800));
     }
 }

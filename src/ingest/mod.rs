@@ -5,7 +5,9 @@
 //! for load tests (generated already decoded, so they skip the decoder: a load test
 //! then measures scheduling and inference, not our test pattern's encoding). Live
 //! sources parse their containers with the pure, incremental [`demux`] parsers, fetch
-//! over [`http`], and keep a [`live::Cursor`] across reconnects. The camera supervisor
+//! over [`http`], and keep a [`live::Cursor`] across reconnects. Every live source
+//! places its units on the camera's [`timeline`], which never goes backwards through
+//! producer restarts, repeats and gaps. The camera supervisor
 //! in [`crate::pipeline`] owns reconnecting with backoff, stall detection and
 //! `worker_alive`.
 
@@ -17,6 +19,7 @@ pub mod live;
 pub mod rtsp;
 mod stream;
 pub mod synthetic;
+pub mod timeline;
 
 pub use stream::{Codec, StreamInfo};
 
@@ -29,7 +32,9 @@ use crate::BoxFuture;
 pub struct AccessUnit {
     /// The picture's NAL units.
     pub data: Vec<u8>,
-    /// Presentation time in 90 kHz units, increasing across loops of a file.
+    /// Presentation time in 90 kHz units on the camera's timeline: it never goes back
+    /// (beyond B-frame reordering), across loops of a file, reconnects and producer
+    /// restarts.
     pub pts_90k: i64,
     /// Whether decoding can start here.
     pub keyframe: bool,

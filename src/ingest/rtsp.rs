@@ -5,7 +5,9 @@
 //! when the camera asks (digest or basic) and never logged. Access units come out
 //! length-prefixed with the stream's `avcC`/`hvcC` as extradata. A change of parameter
 //! sets mid-stream ends the connection, so the supervisor reopens with a decoder built
-//! for the new ones.
+//! for the new ones. retina unwraps RTP timestamps within a session; each session
+//! starts a new segment of the camera's timeline, and a jump within one (a camera
+//! resetting its clock) is a counted timeline reset.
 
 use std::time::Instant;
 
@@ -16,8 +18,11 @@ use retina::client::{
 };
 use retina::codec::{CodecItem, ParametersRef};
 
+use super::live::{self, SharedCursor};
+use super::timeline::Stamp;
 use super::{now_epoch_ms, AccessUnit, Codec, FrameSource, IngestError, StreamInfo};
 use crate::config::{RtspSourceConfig, RtspTransport};
+use crate::telemetry::CameraMetrics;
 use crate::BoxFuture;
 
 /// An RTSP camera's video stream.
@@ -28,6 +33,9 @@ pub struct RtspSource {
     info: StreamInfo,
     /// A frame read while waiting for the parameters, handed on first.
     first: Option<AccessUnit>,
+    /// The camera's timeline, across its sessions.
+    cursor: SharedCursor,
+    metrics: CameraMetrics,
 }
 
 /// The URL without credentials (for logs and errors), and the credentials to send.
@@ -69,7 +77,11 @@ fn percent_decode(s: &str) -> String {
 
 impl RtspSource {
     /// Connects, sets up the video stream and plays until its parameters are known.
-    pub async fn open(config: &RtspSourceConfig) -> Result<Self, IngestError> {
+    pub async fn open(
+        config: &RtspSourceConfig,
+        cursor: SharedCursor,
+        metrics: CameraMetrics,
+    ) -> Result<Self, IngestError> {
         let (url, creds) = split_credentials(config).map_err(|message| IngestError::Stream {
             stream: config.url.clone(),
             message,
@@ -128,7 +140,11 @@ impl RtspSource {
                 fps: None,
             },
             first: None,
+            cursor,
+            metrics,
         };
+        // A new session's timestamps start afresh: a new segment, not a replay.
+        live::lock(&source.cursor).timeline.connected(false);
         // Parameters may come in the SDP or only in-band with the first frame.
         loop {
             if source.take_parameters() {
@@ -190,7 +206,11 @@ impl RtspSource {
             }
             let ts = frame.timestamp();
             let rate = i64::from(ts.clock_rate().get());
-            let pts_90k = (i128::from(ts.elapsed()) * 90_000 / i128::from(rate)) as i64;
+            let raw_90k = (i128::from(ts.elapsed()) * 90_000 / i128::from(rate)) as i64;
+            let placed = live::lock(&self.cursor).place(Stamp::raw(raw_90k), &self.metrics);
+            let Some(pts_90k) = placed else {
+                continue;
+            };
             return Ok(AccessUnit {
                 keyframe: frame.is_random_access_point(),
                 data: frame.into_data(),

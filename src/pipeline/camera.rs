@@ -6,7 +6,7 @@
 
 use std::cell::Cell;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
@@ -161,8 +161,10 @@ impl Ingest {
                 }
             }
             Some(SourceRef::Rtsp(r)) => {
-                let open =
-                    async { Ok(Box::new(RtspSource::open(r).await?) as Box<dyn FrameSource>) };
+                let open = async {
+                    let source = RtspSource::open(r, cursor.clone(), self.metrics.clone()).await?;
+                    Ok(Box::new(source) as Box<dyn FrameSource>)
+                };
                 match self.live(open, policy.stall)? {
                     Some(source) => source,
                     None => return Ok(Outcome::Stopped),
@@ -228,6 +230,9 @@ impl Ingest {
         failures: &mut u32,
         stall: Option<Duration>,
     ) -> Result<Outcome, Failure> {
+        // A source that delivers bytes whose frames ingest throws away is as blind as
+        // one that delivers nothing.
+        let mut blind = stall.map(|limit| Blind::new(limit, self.config.fps_target));
         loop {
             if self.stop.is_cancelled() {
                 return Ok(Outcome::Stopped);
@@ -239,6 +244,9 @@ impl Ingest {
                 Some(unit) => decoder.decode(unit).map_err(Failure::stream)?,
                 None => decoder.flush().map_err(Failure::stream)?,
             };
+            if let Some(blind) = &mut blind {
+                blind.check(!frames.is_empty(), Instant::now())?;
+            }
             for frame in frames {
                 if !self.submit(frame, slots, failures) {
                     return Ok(Outcome::Stopped);
@@ -344,6 +352,49 @@ impl Failure {
     }
 }
 
+/// How long a live camera has gone without a frame although its source delivers units
+/// (all filtered out by timeline, replay or frame selection, or undecodable).
+struct Blind {
+    /// The longest stretch allowed: the stall timeout, or two selection intervals when
+    /// `fps_target` is slower than that.
+    limit: Duration,
+    since: Option<Instant>,
+}
+
+impl Blind {
+    fn new(stall: Duration, fps_target: f64) -> Self {
+        let interval = if fps_target > 0.0 {
+            Duration::from_secs_f64((2.0 / fps_target).min(3600.0))
+        } else {
+            Duration::ZERO
+        };
+        Self {
+            limit: stall.max(interval),
+            since: None,
+        }
+    }
+
+    /// Notes a unit that did (`yielded`) or did not give a frame, at `now`; a stall
+    /// failure once none has for longer than the limit.
+    fn check(&mut self, yielded: bool, now: Instant) -> Result<(), Failure> {
+        if yielded {
+            self.since = None;
+            return Ok(());
+        }
+        let since = *self.since.get_or_insert(now);
+        if now.duration_since(since) > self.limit {
+            return Err(Failure {
+                reason: "stall",
+                message: format!(
+                    "the source delivers data but no frame came of it for {:.1} s",
+                    self.limit.as_secs_f64()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// How a camera's source is retried.
 struct RetryPolicy {
     /// Connections tried before the camera is marked failed; unlimited when `None`.
@@ -396,6 +447,26 @@ fn backoff(base: Duration, failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_whose_units_yield_no_frame_stalls_after_the_limit() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut blind = Blind::new(s(6), 2.0);
+        assert!(blind.check(false, t0).is_ok());
+        assert!(blind.check(false, t0 + s(6)).is_ok());
+        // A frame resets the clock.
+        assert!(blind.check(true, t0 + s(6)).is_ok());
+        assert!(blind.check(false, t0 + s(7)).is_ok());
+        assert!(blind.check(false, t0 + s(12)).is_ok());
+        let failure = blind.check(false, t0 + s(14)).unwrap_err();
+        assert_eq!(failure.reason, "stall");
+        // A camera at one frame a minute is not stalled between its frames.
+        let mut slow = Blind::new(s(6), 1.0 / 60.0);
+        assert!(slow.check(false, t0).is_ok());
+        assert!(slow.check(false, t0 + s(100)).is_ok());
+        assert!(slow.check(false, t0 + s(121)).is_err());
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_and_is_capped() {

@@ -88,6 +88,7 @@ pub struct Metrics {
     worker_alive: Gauge<i64>,
     frames_dropped: Counter<u64>,
     ingest_errors: Counter<u64>,
+    timeline_resets: Counter<u64>,
     batch_size: Histogram<u64>,
     queue_delay_ms: Histogram<f64>,
     engine_batch_ms: Histogram<f64>,
@@ -126,6 +127,10 @@ impl Metrics {
             ingest_errors: meter
                 .u64_counter(INGEST_ERRORS_TOTAL)
                 .with_description("Ingest failures per camera and reason.")
+                .build(),
+            timeline_resets: meter
+                .u64_counter(INGEST_TIMELINE_RESETS_TOTAL)
+                .with_description("Timecode jumps that started a new timeline segment, per camera.")
                 .build(),
             batch_size: meter
                 .u64_histogram(SCHEDULER_BATCH_SIZE)
@@ -167,6 +172,7 @@ impl Metrics {
     pub fn camera(&self, camera_id: &str, event_types: &[&str]) -> CameraMetrics {
         let attrs = [KeyValue::new(LABEL_CAMERA_ID, camera_id.to_owned())];
         self.frames.add(0, &attrs);
+        self.timeline_resets.add(0, &attrs);
         self.worker_alive.record(0, &attrs);
         for event_type in event_types {
             self.events.add(0, &event_attrs(camera_id, event_type));
@@ -268,6 +274,11 @@ impl CameraMetrics {
                 KeyValue::new(LABEL_REASON, reason),
             ],
         );
+    }
+
+    /// Counts one jump in the camera's timecodes that started a new timeline segment.
+    pub fn timeline_reset(&self) {
+        self.metrics.timeline_resets.add(1, &self.attrs);
     }
 
     /// Sets `worker_alive` for this camera.

@@ -26,6 +26,9 @@ pub const DROP_REASONS: [&str; 4] = ["replaced", "stale", "cancelled", "engine_e
 pub const INGEST_ERRORS_TOTAL: &str = "ingest_errors_total";
 /// Every `reason` of [`INGEST_ERRORS_TOTAL`] (created at zero per camera).
 pub const INGEST_ERROR_REASONS: [&str; 4] = ["stream", "stall", "segment", "corrupt"];
+/// Counter: jumps in a camera's container timecodes (a producer restart, a repeat, a
+/// leap) that started a new segment of its timeline, per camera.
+pub const INGEST_TIMELINE_RESETS_TOTAL: &str = "ingest_timeline_resets_total";
 /// Histogram: images per batch handed to an engine, per model.
 pub const SCHEDULER_BATCH_SIZE: &str = "scheduler_batch_size";
 /// Histogram: time a frame waited in the scheduler's queue, in milliseconds, per model.

@@ -388,6 +388,11 @@ impl MkvDemuxer {
             data: data.to_vec(),
             pts_90k,
             wall_ms,
+            fragment: self
+                .tags
+                .fragment_number
+                .as_deref()
+                .and_then(|n| n.parse().ok()),
         });
         Ok(())
     }

@@ -30,6 +30,9 @@ pub struct Sample {
     pub keyframe: bool,
     /// The producer's wall-clock time of this frame, epoch ms, where the container says.
     pub wall_ms: Option<i64>,
+    /// The fragment it came in, where the container numbers them (KVS's fragment
+    /// number in GetMedia's tags): replays are recognised by it.
+    pub fragment: Option<u128>,
 }
 
 /// Why a container could not be parsed.

@@ -178,6 +178,7 @@ impl Mp4Demuxer {
                         pts_90k,
                         keyframe,
                         wall_ms: None,
+                        fragment: None,
                     });
                 }
             }

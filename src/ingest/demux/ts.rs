@@ -173,6 +173,7 @@ impl TsDemuxer {
             data: data.to_vec(),
             pts_90k,
             wall_ms: None,
+            fragment: None,
         });
     }
 

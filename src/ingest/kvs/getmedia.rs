@@ -2,7 +2,9 @@
 //!
 //! Lower latency than HLS (no segment polling). The demuxer reports each fragment's KVS
 //! tags; the camera's cursor keeps the last continuation token (or fragment number), so
-//! a reconnect resumes where the stream stopped, and what it replays is skipped by pts.
+//! a reconnect resumes where the stream stopped. Frames are placed on the camera's
+//! timeline by the producer timestamp plus their offset in the fragment; what a resume
+//! replays is skipped by fragment number and timecode.
 //! A response that ends is an error: live GetMedia never ends on its own.
 
 use std::time::Instant;
@@ -17,6 +19,7 @@ use crate::config::StartFragmentMode;
 use crate::ingest::demux::mkv::MkvDemuxer;
 use crate::ingest::demux::Demuxer;
 use crate::ingest::live::{self, Cursor, SharedCursor};
+use crate::ingest::timeline::Stamp;
 use crate::ingest::{AccessUnit, FrameSource, IngestError, StreamInfo};
 use crate::telemetry::CameraMetrics;
 use crate::BoxFuture;
@@ -155,11 +158,17 @@ impl GetMediaSource {
     async fn next(&mut self) -> Result<Option<AccessUnit>, IngestError> {
         loop {
             while let Some(sample) = self.demux.next_sample() {
-                if live::lock(&self.cursor).admit(sample.pts_90k) {
+                let stamp = Stamp {
+                    raw_90k: sample.pts_90k,
+                    producer_90k: sample.wall_ms.map(|ms| ms.saturating_mul(90)),
+                    piece: sample.fragment,
+                };
+                let placed = live::lock(&self.cursor).place(stamp, &self.metrics);
+                if let Some(pts_90k) = placed {
                     // Chunks carry several frames at once: hand them on at their pace.
                     let arrived = Instant::now();
-                    self.pacer.wait(sample.pts_90k).await;
-                    return Ok(Some(live::unit(sample, arrived)));
+                    self.pacer.wait(pts_90k).await;
+                    return Ok(Some(live::unit(sample, pts_90k, arrived)));
                 }
             }
             self.read_chunk().await?;

@@ -5,7 +5,8 @@
 //! sequence number: each segment once, in order; segments that slid out before we got
 //! to them are counted as a gap. Each segment's `EXT-X-PROGRAM-DATE-TIME` (the
 //! producer's clock) dates its frames. The session URL is renewed at 80% of its
-//! lifetime; the new session's overlap is skipped by pts through the camera's cursor.
+//! lifetime; the new session's overlap is skipped through the camera's timeline (by
+//! fragment number where the segment URLs carry one, else by program date time).
 //! A segment that cannot be fetched or parsed is skipped and counted; a playlist that
 //! cannot be fetched (expired session, 404) ends the connection and the supervisor
 //! reconnects with a new session.
@@ -27,6 +28,7 @@ use crate::config::{HlsContainer, StartFragmentMode};
 use crate::ingest::demux::{mp4::Mp4Demuxer, ts::TsDemuxer, Demuxer};
 use crate::ingest::http::{resolve, HttpClient, HttpError};
 use crate::ingest::live::{self, SharedCursor};
+use crate::ingest::timeline::Stamp;
 use crate::ingest::{AccessUnit, FrameSource, IngestError, StreamInfo};
 use crate::telemetry::CameraMetrics;
 use crate::BoxFuture;
@@ -117,6 +119,8 @@ pub struct HlsSource {
     /// (first pts, its producer time) of the segment being read.
     dating: Option<(i64, i64)>,
     segment_date_ms: Option<i64>,
+    /// The KVS fragment number of the segment being read (its URL's `FragmentNumber`).
+    segment_fragment: Option<u128>,
     pacer: live::Pacer,
 }
 
@@ -151,6 +155,7 @@ impl HlsSource {
             last_poll: None,
             dating: None,
             segment_date_ms: None,
+            segment_fragment: None,
             pacer: live::Pacer::default(),
         };
         while source.demux.info().is_none() {
@@ -251,6 +256,7 @@ impl HlsSource {
             return Ok(());
         };
         self.segment_date_ms = segment.date_ms;
+        self.segment_fragment = fragment_number(&segment.url);
         self.dating = None;
         let pushed = self.demux.push(&bytes);
         let ended = self.demux.end_of_segment();
@@ -281,30 +287,47 @@ impl HlsSource {
 
     async fn next(&mut self) -> Result<Option<AccessUnit>, IngestError> {
         loop {
-            while let Some(sample) = self.demux.next_sample() {
-                if !live::lock(&self.cursor).admit(sample.pts_90k) {
-                    continue;
-                }
-                let mut sample = sample;
-                if let Some(date) = self.segment_date_ms {
+            while let Some(mut sample) = self.demux.next_sample() {
+                // The segment's program date time dates its first frame; the others
+                // are dated by their offset from it.
+                let producer_90k = self.segment_date_ms.map(|date| {
                     let (pts0, date0) = *self.dating.get_or_insert((sample.pts_90k, date));
-                    sample.wall_ms =
-                        Some(date0.saturating_add(sample.pts_90k.saturating_sub(pts0) / 90));
-                }
+                    date0
+                        .saturating_mul(90)
+                        .saturating_add(sample.pts_90k.saturating_sub(pts0))
+                });
+                sample.wall_ms = producer_90k.map(|p| p / 90);
+                let stamp = Stamp {
+                    raw_90k: sample.pts_90k,
+                    producer_90k,
+                    piece: self.segment_fragment,
+                };
+                let Some(pts_90k) = live::lock(&self.cursor).place(stamp, &self.metrics) else {
+                    continue;
+                };
                 // A segment's frames come at once: hand them on at their own pace. The
                 // latency clock starts at arrival, so the hold counts as latency.
                 let arrived = Instant::now();
                 // Recorded video on demand goes as fast as the engines take it.
                 if self.kvs.config().end_timestamp_ms.is_none() {
-                    self.pacer.wait(sample.pts_90k).await;
+                    self.pacer.wait(pts_90k).await;
                 }
-                return Ok(Some(live::unit(sample, arrived)));
+                return Ok(Some(live::unit(sample, pts_90k, arrived)));
             }
             if !self.step().await? {
                 return Ok(None);
             }
         }
     }
+}
+
+/// The `FragmentNumber` query parameter KVS puts in each segment's URL.
+fn fragment_number(url: &str) -> Option<u128> {
+    let query = url.split_once('?')?.1;
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("FragmentNumber="))
+        .and_then(|n| n.parse().ok())
 }
 
 /// A new session: its media playlist URL and when to renew it.
@@ -415,6 +438,17 @@ mod tests {
     }
 
     const BASE: &str = "http://kvs/hls/v1/getHLSMediaPlaylist.m3u8?t=1";
+
+    #[test]
+    fn a_segment_url_gives_its_kvs_fragment_number() {
+        let url = "https://b-1.kinesisvideo.us-east-1.amazonaws.com/hls/v1/getTSFragment.ts?SessionToken=CiV&FragmentNumber=91343852333181432392682062607743920146";
+        assert_eq!(
+            fragment_number(url),
+            Some(91_343_852_333_181_432_392_682_062_607_743_920_146)
+        );
+        assert_eq!(fragment_number("http://h/seg1.ts"), None);
+        assert_eq!(fragment_number("http://h/seg1.ts?FragmentNumber=x"), None);
+    }
 
     #[test]
     fn live_playback_starts_at_the_newest_segment_and_then_follows_in_order() {
