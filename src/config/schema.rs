@@ -240,6 +240,9 @@ pub struct LocalPublisherConfig {
     /// Output directory.
     #[serde(default = "default_local_dir")]
     pub dir: PathBuf,
+    /// Save a JPEG snapshot with boxes drawn for each event (on by default).
+    #[serde(default = "yes")]
+    pub save_snapshots: bool,
 }
 
 fn default_local_dir() -> PathBuf {

@@ -268,13 +268,13 @@ pub async fn run(
     let mut publishers: Vec<Arc<dyn Publisher>> = Vec::new();
     if let Some(local) = config.publishers.local.as_ref().filter(|l| l.enabled) {
         let publisher =
-            LocalPublisher::open(&local.dir, metrics.sink("local")).map_err(|source| {
-                StartError::Publisher {
+            LocalPublisher::open(&local.dir, local.save_snapshots, metrics.sink("local")).map_err(
+                |source| StartError::Publisher {
                     sink: "local",
                     target: local.dir.display().to_string(),
                     source,
-                }
-            })?;
+                },
+            )?;
         tracing::info!(sink = "local", path = %publisher.events_path().display(), "Publisher ready.");
         publishers.push(Arc::new(publisher));
     }

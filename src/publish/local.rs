@@ -1,6 +1,7 @@
-//! The local sink: one JSON line per event appended to `<dir>/events.jsonl`, and a JPEG
-//! snapshot with boxes drawn at `<dir>/snapshots/<camera_id>/<ts_ms>_<event_id>.jpg`
-//! (the event's `snapshot` field holds that path, relative to `<dir>`).
+//! The local sink: one JSON line per event appended to `<dir>/events.jsonl`, and (unless
+//! `save_snapshots = false`) a JPEG snapshot with boxes drawn at
+//! `<dir>/snapshots/<camera_id>/<ts_ms>_<event_id>.jpg` (the event's `snapshot` field
+//! holds that path, relative to `<dir>`).
 //!
 //! Events go through a bounded queue to a writer on a blocking thread, so a slow disk
 //! or JPEG encoding never blocks a camera. Each batch of lines is written, flushed and
@@ -48,9 +49,9 @@ pub struct LocalPublisher {
 }
 
 impl LocalPublisher {
-    /// Creates `dir` (and `dir/snapshots`) and opens `events.jsonl` for appending.
-    /// Must be called inside a tokio runtime.
-    pub fn open(dir: &Path, metrics: SinkMetrics) -> io::Result<Self> {
+    /// Creates `dir` (and `dir/snapshots`) and opens `events.jsonl` for appending;
+    /// snapshots are saved when `save_snapshots`. Must be called inside a tokio runtime.
+    pub fn open(dir: &Path, save_snapshots: bool, metrics: SinkMetrics) -> io::Result<Self> {
         fs::create_dir_all(dir.join("snapshots"))?;
         let events_path = dir.join("events.jsonl");
         let file = OpenOptions::new()
@@ -63,7 +64,10 @@ impl LocalPublisher {
             let counts = counts.clone();
             let metrics = metrics.clone();
             let dir = dir.to_owned();
-            tokio::task::spawn_blocking(move || write_loop(rx, file, &dir, &counts, &metrics))
+            tokio::task::spawn_blocking(move || {
+                let snapshots = save_snapshots.then_some(dir.as_path());
+                write_loop(rx, file, snapshots, &counts, &metrics);
+            })
         };
         Ok(Self {
             tx: Mutex::new(Some(tx)),
@@ -95,7 +99,7 @@ impl LocalPublisher {
 fn write_loop(
     mut rx: mpsc::Receiver<Published>,
     file: File,
-    dir: &Path,
+    snapshots: Option<&Path>,
     counts: &Counts,
     metrics: &SinkMetrics,
 ) {
@@ -108,7 +112,10 @@ fn write_loop(
         }
         let mut lines = Vec::with_capacity(batch.len() * 512);
         for item in &batch {
-            let event = with_snapshot(item, dir, counts, metrics);
+            let event = match snapshots {
+                Some(dir) => with_snapshot(item, dir, counts, metrics),
+                None => (*item.event).clone(),
+            };
             // Serializing our own struct cannot fail; a failure would be a bug worth a log.
             match serde_json::to_writer(&mut lines, &event) {
                 Ok(()) => lines.push(b'\n'),
@@ -256,7 +263,7 @@ mod tests {
     async fn events_are_appended_as_json_lines_and_flushed_on_close() {
         let dir = temp_dir("local-append");
         let telemetry = Telemetry::new().unwrap();
-        let publisher = LocalPublisher::open(&dir, telemetry.metrics().sink(SINK)).unwrap();
+        let publisher = LocalPublisher::open(&dir, true, telemetry.metrics().sink(SINK)).unwrap();
         for n in 0..100 {
             publisher.publish(published(n)).unwrap();
         }
@@ -290,7 +297,7 @@ mod tests {
         let dir = temp_dir("local-reopen");
         let telemetry = Telemetry::new().unwrap();
         for round in 0..2 {
-            let p = LocalPublisher::open(&dir, telemetry.metrics().sink(SINK)).unwrap();
+            let p = LocalPublisher::open(&dir, true, telemetry.metrics().sink(SINK)).unwrap();
             p.publish(published(round)).unwrap();
             p.close(Instant::now() + Duration::from_secs(5)).await;
         }
@@ -304,7 +311,7 @@ mod tests {
         use crate::decode::Frame;
         let dir = temp_dir("local-snapshot");
         let telemetry = Telemetry::new().unwrap();
-        let p = LocalPublisher::open(&dir, telemetry.metrics().sink(SINK)).unwrap();
+        let p = LocalPublisher::open(&dir, true, telemetry.metrics().sink(SINK)).unwrap();
         let frame = Frame::flat(64, 48, 100, 128, 128);
         let mut event = sample("../cam", 7);
         event.detections[0].bbox = [4.0, 4.0, 30.0, 30.0];
@@ -333,6 +340,29 @@ mod tests {
             (info.width, info.height, pixels.len()),
             (64, 48, 64 * 48 * 3)
         );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn without_snapshots_the_event_is_written_and_no_jpeg() {
+        use crate::decode::Frame;
+        let dir = temp_dir("local-no-snapshot");
+        let telemetry = Telemetry::new().unwrap();
+        let p = LocalPublisher::open(&dir, false, telemetry.metrics().sink(SINK)).unwrap();
+        p.publish(Published {
+            event: Arc::new(sample("cam", 3)),
+            frame: Some(Arc::new(Frame::flat(64, 48, 100, 128, 128))),
+        })
+        .unwrap();
+        let report = p.close(Instant::now() + Duration::from_secs(5)).await;
+        assert_eq!(
+            (report.published, report.snapshots, report.failed),
+            (1, 0, 0)
+        );
+        let line = fs::read_to_string(dir.join("events.jsonl")).unwrap();
+        let written: Event = serde_json::from_str(line.trim()).unwrap();
+        assert_eq!(written, sample("cam", 3));
+        assert_eq!(fs::read_dir(dir.join("snapshots")).unwrap().count(), 0);
         fs::remove_dir_all(&dir).unwrap();
     }
 }
