@@ -4,7 +4,11 @@
 //! streaming KVS-shaped MKV fragments in real time, all with the real API's paths and
 //! JSON shapes so the real binary talks to it through the real AWS SDK.
 //!
-//! Media are cut with ffmpeg from a fixture clip (looped to 60 s) into 2-second pieces.
+//! Media are cut with ffmpeg from a fixture clip (looped to 60 s, with an audio track)
+//! into 2-second pieces, and a live stream never runs out: each stream's [`Producer`]
+//! says where its timeline has got to, and pieces are served again and again with
+//! their timestamps moved there. Producers behave as real ones do: they restart with
+//! timecodes at 0 again, repeat timecodes, go quiet for seconds, or send no KVS tags.
 //! Faults are switched on by the tests: playlists that 404, damaged segments or
 //! fragments, sessions that expire, and the whole server going away and coming back.
 
@@ -12,7 +16,7 @@
 // Handlers return an early `Response` as their error: that is what axum answers with.
 #![allow(clippy::result_large_err)]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,7 +35,7 @@ const WINDOW: usize = 3;
 #[path = "kvs_media.rs"]
 mod media;
 use media::{fragment_index, fragment_number};
-pub use media::{Media, BASE_EPOCH_MS, PIECE_MS};
+pub use media::{Media, Producer, BASE_EPOCH_MS, PIECE_MS};
 
 /// How a piece is damaged when served.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -73,7 +77,8 @@ pub struct Seen {
 
 struct Shared {
     media: Media,
-    streams: HashSet<String>,
+    /// Each stream and how its producer behaves (tests change it as it runs).
+    streams: Mutex<HashMap<String, Producer>>,
     start: Instant,
     /// The wall clock at `start`, epoch ms: when the first frame met the glass.
     start_wall_ms: i64,
@@ -88,6 +93,7 @@ struct Shared {
 /// One HLS session.
 #[derive(Clone)]
 struct Session {
+    stream: String,
     created: Instant,
     container: String,
     /// ON_DEMAND: the pieces in its timestamp range (first, end exclusive).
@@ -106,6 +112,12 @@ pub struct FakeKvs {
 impl FakeKvs {
     /// Serves `media` for the named streams on a free local port; the live clock starts now.
     pub fn start(media: Media, streams: &[&str]) -> FakeKvs {
+        let streams: Vec<_> = streams.iter().map(|s| (*s, Producer::default())).collect();
+        Self::start_with(media, &streams)
+    }
+
+    /// Serves `media` for streams whose producers behave as given.
+    pub fn start_with(media: Media, streams: &[(&str, Producer)]) -> FakeKvs {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -116,7 +128,12 @@ impl FakeKvs {
             .unwrap();
         let shared = Arc::new(Shared {
             media,
-            streams: streams.iter().map(|s| s.to_string()).collect(),
+            streams: Mutex::new(
+                streams
+                    .iter()
+                    .map(|(s, p)| (s.to_string(), p.clone()))
+                    .collect(),
+            ),
             start: Instant::now(),
             start_wall_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -166,6 +183,18 @@ impl FakeKvs {
     /// wall clock (epoch ms): the "glass" of glass-to-event latency.
     pub fn glass_ms(&self, producer_ms: i64) -> i64 {
         self.shared.start_wall_ms + (producer_ms - BASE_EPOCH_MS)
+    }
+
+    /// The fragment `stream`'s producer is recording now.
+    pub fn recording(&self, stream: &str) -> usize {
+        self.shared.available(stream)
+    }
+
+    /// Changes how `stream`'s producer behaves from now on (set only fragments after
+    /// [`FakeKvs::recording`]: what was recorded stays as it was).
+    pub fn producer(&self, stream: &str, change: impl FnOnce(&mut Producer)) {
+        let mut streams = self.shared.streams.lock().unwrap();
+        change(streams.get_mut(stream).expect("a stream the fake serves"));
     }
 
     /// Switches faults on or off.
@@ -226,21 +255,20 @@ fn json(value: serde_json::Value) -> Response {
 }
 
 impl Shared {
-    /// Pieces complete on the live clock: piece i is recorded from `start + i·2 s` and
-    /// complete 2 s later, as a camera would upload it.
-    fn available(&self) -> usize {
-        let complete = self.start.elapsed().as_millis() as i64 / PIECE_MS;
-        (complete as usize).min(self.media.len())
+    /// Fragments of `stream` complete on the live clock.
+    fn available(&self, stream: &str) -> usize {
+        self.producer(stream)
+            .available(self.start.elapsed().as_millis() as i64)
     }
 
-    /// The piece being recorded now.
-    fn recording(&self) -> usize {
-        self.available().min(self.media.len() - 1)
+    fn producer(&self, stream: &str) -> Producer {
+        let streams = self.streams.lock().unwrap();
+        streams.get(stream).cloned().unwrap_or_default()
     }
 
     fn known(&self, body: &serde_json::Value) -> Result<(), Response> {
         let name = body["StreamName"].as_str().unwrap_or("");
-        if self.streams.contains(name) {
+        if self.streams.lock().unwrap().contains_key(name) {
             return Ok(());
         }
         self.seen.lock().unwrap().unknown_streams += 1;
@@ -275,9 +303,9 @@ impl Shared {
     }
 
     /// Piece `index`, damaged if a fault says so.
-    fn piece(&self, bytes: &[u8], index: usize) -> Vec<u8> {
+    fn piece(&self, bytes: Vec<u8>, index: usize) -> Vec<u8> {
         let damage = self.faults.lock().unwrap().damaged.get(&index).copied();
-        let mut out = bytes.to_vec();
+        let mut out = bytes;
         match damage {
             None => return out,
             Some(Damage::Truncate) => out.truncate(out.len() / 2),
@@ -318,18 +346,19 @@ async fn hls_session(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
         .as_str()
         .unwrap_or("FRAGMENTED_MP4")
         .to_owned();
-    // ON_DEMAND serves the pieces whose producer time is in the range (epoch seconds).
-    // The piece a timestamp of the request's range falls in (epoch seconds).
+    let stream = body["StreamName"].as_str().unwrap_or("").to_owned();
+    let producer = s.producer(&stream);
+    // The first fragment at or after a timestamp of the request's range (epoch seconds).
     let piece = |key: &str| {
         let secs = body["HLSFragmentSelector"]["TimestampRange"][key]
             .as_f64()
             .unwrap_or(0.0);
-        let ms = (secs * 1000.0) as i64 - BASE_EPOCH_MS;
-        (ms.max(0) / PIECE_MS) as usize
+        producer.at_or_after((secs * 1000.0) as i64)
     };
-    // ON_DEMAND serves the pieces whose producer time is in the range, then ends.
+    // ON_DEMAND serves the recorded fragments whose producer time is in the range, then
+    // ends.
     let range = (mode == "ON_DEMAND").then(|| {
-        let end = piece("EndTimestamp").min(s.media.len());
+        let end = piece("EndTimestamp").min(s.available(&stream));
         (piece("StartTimestamp").min(end), end)
     });
     // LIVE_REPLAY lists everything recorded since its start, and goes on live.
@@ -340,6 +369,7 @@ async fn hls_session(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
         sessions.insert(
             token.clone(),
             Session {
+                stream: stream.clone(),
                 created: Instant::now(),
                 container: container.clone(),
                 range,
@@ -399,11 +429,13 @@ async fn media_playlist(State(s): State<Arc<Shared>>, uri: Uri) -> Response {
     }
     let token = &q["SessionToken"];
     // Live: a sliding window over what is recorded; on demand: the whole range, ended.
+    let available = s.available(&session.stream);
     let (first, available) = match (session.range, session.replay_from) {
         (Some(range), _) => range,
-        (None, Some(from)) => (from.min(s.available()), s.available()),
-        (None, None) => (s.available().saturating_sub(WINDOW), s.available()),
+        (None, Some(from)) => (from.min(available), available),
+        (None, None) => (available.saturating_sub(WINDOW), available),
     };
+    let producer = s.producer(&session.stream);
     let ts = container == "MPEG_TS";
     let mut text = format!(
         "#EXTM3U\n#EXT-X-VERSION:{}\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{first}\n",
@@ -415,7 +447,7 @@ async fn media_playlist(State(s): State<Arc<Shared>>, uri: Uri) -> Response {
         ));
     }
     for i in first..available {
-        let date = rfc3339(BASE_EPOCH_MS + i as i64 * PIECE_MS);
+        let date = rfc3339(producer.producer_ms(i));
         let (path, ext) = if ts {
             ("getTSFragment", "ts")
         } else {
@@ -449,14 +481,19 @@ async fn init(State(s): State<Arc<Shared>>, uri: Uri) -> Response {
 }
 
 fn segment(s: &Shared, q: &HashMap<String, String>, ts: bool) -> Response {
-    if let Err(r) = s.session(q) {
-        return r;
-    }
+    let session = match s.session(q) {
+        Ok(session) => session,
+        Err(r) => return r,
+    };
+    let producer = s.producer(&session.stream);
     let index = q.get("FragmentNumber").and_then(|n| fragment_index(n));
-    let pieces = if ts { &s.media.ts } else { &s.media.fmp4 };
-    match index.and_then(|i| pieces.get(i).map(|p| (i, p))) {
-        Some((i, piece)) => {
-            let kind = if ts { "video/mp2t" } else { "video/mp4" };
+    match index.filter(|&i| i < s.available(&session.stream)) {
+        Some(i) => {
+            let (kind, piece) = if ts {
+                ("video/mp2t", s.media.ts_segment(&producer, i))
+            } else {
+                ("video/mp4", s.media.fmp4_segment(&producer, i))
+            };
             ([(header::CONTENT_TYPE, kind)], s.piece(piece, i)).into_response()
         }
         None => error(
@@ -487,9 +524,18 @@ async fn get_media(State(s): State<Arc<Shared>>, _headers: HeaderMap, body: Byte
         .as_str()
         .unwrap_or("NOW")
         .to_owned();
-    let live_edge = s.recording();
+    let stream = body["StreamName"].as_str().unwrap_or("").to_owned();
+    // The fragment being recorded now.
+    let live_edge = s.available(&stream);
     let (start, detail) = match kind.as_str() {
         "EARLIEST" => (0, None),
+        "PRODUCER_TIMESTAMP" => {
+            let secs = selector["StartTimestamp"].as_f64().unwrap_or(0.0);
+            (
+                s.producer(&stream).at_or_after((secs * 1000.0) as i64),
+                None,
+            )
+        }
         "CONTINUATION_TOKEN" => {
             let token = selector["ContinuationToken"]
                 .as_str()
@@ -513,19 +559,19 @@ async fn get_media(State(s): State<Arc<Shared>>, _headers: HeaderMap, body: Byte
     let down = s.down.lock().unwrap().clone();
     let shared = s.clone();
     // KVS streams a fragment while the producer uploads it: fragment i goes out in
-    // CHUNKS parts over its 2 s of recording (at once, if that is past).
+    // CHUNKS parts over its 2 s of recording (at once, if that is past). The connection
+    // stays open, without end, while the producer has nothing new.
     const CHUNKS: usize = 10;
-    let stream = futures::stream::unfold((start, 0usize, Vec::new()), move |(i, k, mut bytes)| {
+    let body = futures::stream::unfold((start, 0usize, Vec::new()), move |(i, k, mut bytes)| {
         let shared = shared.clone();
         let down = down.clone();
+        let stream = stream.clone();
         async move {
-            if i >= shared.media.len() {
-                return None;
-            }
+            let producer = shared.producer(&stream);
             if k == 0 {
-                bytes = shared.piece(&shared.media.mkv[i], i);
+                bytes = shared.piece(shared.media.mkv_fragment(&producer, i), i);
             }
-            let offset_ms = i as i64 * PIECE_MS + (k as i64 + 1) * PIECE_MS / CHUNKS as i64;
+            let offset_ms = producer.live_ms(i) + (k as i64 + 1) * PIECE_MS / CHUNKS as i64;
             let due = shared.start + Duration::from_millis(offset_ms as u64);
             tokio::select! {
                 () = down.cancelled() => return None,
@@ -543,7 +589,7 @@ async fn get_media(State(s): State<Arc<Shared>>, _headers: HeaderMap, body: Byte
     });
     (
         [(header::CONTENT_TYPE, "video/webm")],
-        Body::from_stream(stream),
+        Body::from_stream(body),
     )
         .into_response()
 }

@@ -1,9 +1,16 @@
-//! The fake KVS's media: the fixture clip looped to 60 s and cut by ffmpeg into 2 s
-//! pieces for each delivery path (HLS MPEG-TS and fMP4 segments, and MKV files
-//! reshaped into the fragments GetMedia streams, with KVS's tags).
+//! The fake KVS's media: the fixture clip looped to 60 s, with an AAC audio track beside
+//! the video as cameras with microphones send, cut by ffmpeg into 2 s pieces for each
+//! delivery path (HLS MPEG-TS and fMP4 segments, and MKV files reshaped into the
+//! fragments GetMedia streams, with KVS's tags). A live stream never runs out: its
+//! fragment `i` is piece `i % len` with timestamps moved to where its [`Producer`]'s
+//! timeline has got to ([`rewrite`]).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+#[path = "kvs_rewrite.rs"]
+mod rewrite;
 
 /// Seconds of video per segment and per fragment.
 pub const PIECE_MS: i64 = 2000;
@@ -17,7 +24,8 @@ pub struct Media {
     pub(super) ts: Vec<Vec<u8>>,
     pub(super) fmp4_init: Vec<u8>,
     pub(super) fmp4: Vec<Vec<u8>>,
-    pub(super) mkv: Vec<Vec<u8>>,
+    fmp4_timescales: HashMap<u32, u32>,
+    mkv: Vec<Vec<u8>>,
 }
 
 impl Media {
@@ -30,7 +38,7 @@ impl Media {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let stem = clip.file_stem()?.to_str()?.to_owned();
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("target/fake-kvs")
+            .join("target/fake-kvs-v2")
             .join(&stem);
         let done = dir.join("done");
         if !done.exists() {
@@ -50,7 +58,26 @@ impl Media {
                 args(&["-i"], &long, &after, &dir.join("index.m3u8"))
             };
             let steps: [Vec<String>; 4] = [
-                args(&["-stream_loop", "5", "-i"], clip, &["-c", "copy"], &long),
+                args(
+                    &["-stream_loop", "5", "-i"],
+                    clip,
+                    &[
+                        "-f",
+                        "lavfi",
+                        "-i",
+                        "sine=frequency=440:sample_rate=48000",
+                        "-map",
+                        "0:v",
+                        "-map",
+                        "1:a",
+                        "-c:v",
+                        "copy",
+                        "-c:a",
+                        "aac",
+                        "-shortest",
+                    ],
+                    &long,
+                ),
                 hls("mpegts", &[]),
                 hls("fmp4", &["-hls_fmp4_init_filename", "init.mp4"]),
                 args(
@@ -93,20 +120,25 @@ impl Media {
             files.sort();
             files.iter().map(|p| std::fs::read(p).unwrap()).collect()
         };
-        let mkv = read_all("mkv", "mkv")
-            .into_iter()
-            .enumerate()
-            .map(|(i, f)| kvs_fragment(&f, i))
-            .collect::<Option<Vec<_>>>()?;
+        let mkv = read_all("mkv", "mkv");
+        if mkv
+            .iter()
+            .any(|f| rewrite::kvs_fragment(f, 0, None, None, false).is_none())
+        {
+            eprintln!("ffmpeg's Matroska pieces are not as expected");
+            return None;
+        }
+        let fmp4_init = std::fs::read(dir.join("fmp4/init.mp4")).ok()?;
         Some(Media {
             ts: read_all("ts", "ts"),
-            fmp4_init: std::fs::read(dir.join("fmp4/init.mp4")).ok()?,
+            fmp4_timescales: rewrite::fmp4_timescales(&fmp4_init),
+            fmp4_init,
             fmp4: read_all("fmp4", "m4s"),
             mkv,
         })
     }
 
-    /// Pieces in each path (they are cut alike).
+    /// Pieces of the clip in each path (they are cut alike).
     pub fn len(&self) -> usize {
         self.ts.len().min(self.fmp4.len()).min(self.mkv.len())
     }
@@ -131,71 +163,152 @@ pub(super) fn fragment_index(number: &str) -> Option<usize> {
     n.checked_sub(FRAGMENT_BASE).map(|i| i as usize)
 }
 
-/// An EBML element with a 1- or 8-byte size.
-fn element(id: &[u8], body: &[u8]) -> Vec<u8> {
-    let mut out = id.to_vec();
-    if body.len() < 127 {
-        out.push(0x80 | body.len() as u8);
-    } else {
-        out.push(0x01);
-        out.extend_from_slice(&(body.len() as u64).to_be_bytes()[1..]);
-    }
-    out.extend_from_slice(body);
-    out
+/// How a stream's producer behaves on the live clock. Fragment `i` (from 0, without
+/// end) carries the clip's piece `i % len`, with its timestamps moved to where this
+/// producer's timeline has got to.
+#[derive(Debug, Clone, Default)]
+pub struct Producer {
+    /// From this fragment on, the container's timecodes start again at 0 (a camera or
+    /// producer SDK restart); the producer timestamps go on.
+    pub restart_at: Option<usize>,
+    /// This fragment repeats the previous one's timecodes (and later ones follow on
+    /// from there).
+    pub repeat_at: Option<usize>,
+    /// After this fragment, nothing is uploaded for this many ms (a sparse stream).
+    pub gap_after: Option<(usize, i64)>,
+    /// GetMedia fragments carry no KVS tags (no fragment number, producer timestamp or
+    /// continuation token).
+    pub untagged: bool,
+    /// From this fragment on, GetMedia's video holds no picture a decoder can use (the
+    /// container stays well-formed).
+    pub undecodable_from: Option<usize>,
+    /// How long the stream had been recording when the fake started, ms: an archive
+    /// to read on demand.
+    pub history_ms: i64,
 }
 
-fn tags(pairs: &[(&str, String)]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (name, value) in pairs {
-        let mut simple = element(&[0x45, 0xA3], name.as_bytes());
-        simple.extend(element(&[0x44, 0x87], value.as_bytes()));
-        body.extend(element(&[0x73, 0x73], &element(&[0x67, 0xC8], &simple)));
+impl Producer {
+    /// Where fragment `i` starts on the producer's timeline, ms after its first.
+    fn timeline_ms(&self, i: usize) -> i64 {
+        let gap = match self.gap_after {
+            Some((after, ms)) if i > after => ms,
+            _ => 0,
+        };
+        i as i64 * PIECE_MS + gap
     }
-    element(&[0x12, 0x54, 0xC3, 0x67], &body)
+
+    /// When fragment `i` starts on the live clock, ms after the fake started (negative
+    /// for history).
+    pub fn live_ms(&self, i: usize) -> i64 {
+        self.timeline_ms(i) - self.history_ms
+    }
+
+    /// The producer timestamp of fragment `i`, epoch ms.
+    pub fn producer_ms(&self, i: usize) -> i64 {
+        BASE_EPOCH_MS + self.timeline_ms(i)
+    }
+
+    /// The container timecode, ms, fragment `i` starts at.
+    pub fn timecode_ms(&self, i: usize) -> i64 {
+        let mut tc = match self.restart_at {
+            Some(r) if i >= r => self.timeline_ms(i) - self.timeline_ms(r),
+            _ => self.timeline_ms(i),
+        };
+        if self.repeat_at.is_some_and(|p| i >= p) {
+            tc -= PIECE_MS;
+        }
+        tc.max(0)
+    }
+
+    /// Fragments complete `elapsed_ms` after the fake started: fragment i is recorded
+    /// from its live start and complete one piece later.
+    pub fn available(&self, elapsed_ms: i64) -> usize {
+        let mut n = ((elapsed_ms + self.history_ms) / PIECE_MS).max(0) as usize;
+        while n > 0 && self.live_ms(n - 1) + PIECE_MS > elapsed_ms {
+            n -= 1;
+        }
+        n
+    }
+
+    /// The first fragment whose producer time is at or after `epoch_ms`.
+    pub fn at_or_after(&self, epoch_ms: i64) -> usize {
+        let mut i = ((epoch_ms - BASE_EPOCH_MS).max(0) / PIECE_MS) as usize;
+        while i > 0 && self.producer_ms(i - 1) >= epoch_ms {
+            i -= 1;
+        }
+        while self.producer_ms(i) < epoch_ms {
+            i += 1;
+        }
+        i
+    }
 }
 
-/// Reshapes one ffmpeg MKV file as KVS sends fragment `index`: the Segment's size made
-/// unknown, the fragment's tags before its first Cluster, the continuation token after.
-fn kvs_fragment(file: &[u8], index: usize) -> Option<Vec<u8>> {
-    // EBML header: 4-byte id, 1-byte size (ffmpeg's is short).
-    let vint_len = |b: u8| b.leading_zeros() as usize + 1;
-    let ebml_size_len = vint_len(*file.get(4)?);
-    let mut size = u64::from(file[4] & (0xff >> ebml_size_len));
-    for &b in file.get(5..4 + ebml_size_len)? {
-        size = (size << 8) | u64::from(b);
+impl Media {
+    /// The clip's piece that fragment `i` carries.
+    fn source(&self, i: usize) -> usize {
+        i % self.len()
     }
-    let segment_at = 4 + ebml_size_len + size as usize;
-    if file.get(segment_at..segment_at + 4)? != [0x18, 0x53, 0x80, 0x67] {
-        return None;
+
+    /// How far fragment `i`'s timestamps move from its piece's own, ms.
+    fn delta_ms(&self, producer: &Producer, i: usize) -> i64 {
+        producer.timecode_ms(i) - self.source(i) as i64 * PIECE_MS
     }
-    let seg_size_len = vint_len(*file.get(segment_at + 4)?);
-    let body_at = segment_at + 4 + seg_size_len;
-    let cluster = body_at
-        + file[body_at..]
-            .windows(4)
-            .position(|w| w == [0x1F, 0x43, 0xB6, 0x75])?;
-    let producer = BASE_EPOCH_MS + index as i64 * PIECE_MS;
-    let mut out = file[..segment_at + 4].to_vec();
-    out.extend([0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
-    out.extend_from_slice(&file[body_at..cluster]);
-    out.extend(tags(&[
-        ("AWS_KINESISVIDEO_FRAGMENT_NUMBER", fragment_number(index)),
-        (
-            "AWS_KINESISVIDEO_SERVER_TIMESTAMP",
-            format!("{}.{:03}", (producer + 40) / 1000, (producer + 40) % 1000),
-        ),
-        (
-            "AWS_KINESISVIDEO_PRODUCER_TIMESTAMP",
-            format!("{}.{:03}", producer / 1000, producer % 1000),
-        ),
-    ]));
-    out.extend_from_slice(&file[cluster..]);
-    out.extend(tags(&[
-        ("AWS_KINESISVIDEO_MILLIS_BEHIND_NOW", "0".to_owned()),
-        (
-            "AWS_KINESISVIDEO_CONTINUATION_TOKEN",
-            fragment_number(index),
-        ),
-    ]));
-    Some(out)
+
+    /// HLS MPEG-TS segment `i`.
+    pub fn ts_segment(&self, producer: &Producer, i: usize) -> Vec<u8> {
+        rewrite::shift_ts(&self.ts[self.source(i)], self.delta_ms(producer, i) * 90)
+    }
+
+    /// HLS fMP4 media segment `i`.
+    pub fn fmp4_segment(&self, producer: &Producer, i: usize) -> Vec<u8> {
+        let delta = self.delta_ms(producer, i);
+        rewrite::shift_fmp4(&self.fmp4[self.source(i)], delta, &self.fmp4_timescales)
+    }
+
+    /// GetMedia fragment `i` as KVS sends it: tags before its first Cluster (fragment
+    /// number, server and producer timestamps) and after it (continuation token).
+    pub fn mkv_fragment(&self, producer: &Producer, i: usize) -> Vec<u8> {
+        let at = producer.producer_ms(i);
+        let epoch = |ms: i64| format!("{}.{:03}", ms / 1000, ms % 1000);
+        let (head, tail) = if producer.untagged {
+            (None, None)
+        } else {
+            (
+                Some(rewrite::tags(&[
+                    ("AWS_KINESISVIDEO_FRAGMENT_NUMBER", fragment_number(i)),
+                    ("AWS_KINESISVIDEO_SERVER_TIMESTAMP", epoch(at + 40)),
+                    ("AWS_KINESISVIDEO_PRODUCER_TIMESTAMP", epoch(at)),
+                ])),
+                Some(rewrite::tags(&[
+                    ("AWS_KINESISVIDEO_MILLIS_BEHIND_NOW", "0".to_owned()),
+                    ("AWS_KINESISVIDEO_CONTINUATION_TOKEN", fragment_number(i)),
+                ])),
+            )
+        };
+        let file = &self.mkv[self.source(i)];
+        let undecodable = producer.undecodable_from.is_some_and(|from| i >= from);
+        rewrite::kvs_fragment(file, self.delta_ms(producer, i), head, tail, undecodable)
+            .expect("the pieces were checked when the media was prepared")
+    }
+}
+
+#[test]
+fn a_producer_restart_starts_timecodes_again_and_a_gap_delays_everything_after_it() {
+    let p = Producer {
+        restart_at: Some(3),
+        gap_after: Some((4, 5000)),
+        ..Producer::default()
+    };
+    let tc: Vec<i64> = (0..7).map(|i| p.timecode_ms(i)).collect();
+    assert_eq!(tc, [0, 2000, 4000, 0, 2000, 9000, 11_000]);
+    assert_eq!(p.producer_ms(5), BASE_EPOCH_MS + 15_000);
+    // Fragment 4 is complete at 10 s; fragment 5 only at 17 s.
+    assert_eq!(p.available(16_999), 5);
+    assert_eq!(p.available(17_000), 6);
+    assert_eq!(p.at_or_after(BASE_EPOCH_MS + 10_001), 5);
+    let r = Producer {
+        repeat_at: Some(2),
+        ..Producer::default()
+    };
+    assert_eq!(r.timecode_ms(1), r.timecode_ms(2));
 }
