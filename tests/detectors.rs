@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{binary, fixture, get, metric, read_events, temp_dir, Server};
+use common::{binary, fixture, metric, read_events, temp_dir, Server};
 
 fn write(dir: &Path, text: &str) -> String {
     let path = dir.join("config.toml");
@@ -38,8 +38,7 @@ fn run_to_end(dir: &Path, config: &str, cameras: usize) -> (Server, String) {
         );
     }
     // Let the last batches and OCR reads finish before reading the metrics.
-    std::thread::sleep(Duration::from_millis(1500));
-    let (_, _, metrics) = get(server.addr, "/metrics");
+    let metrics = server.wait_settled(Duration::from_secs(60));
     server.signal(libc::SIGTERM);
     assert_eq!(
         server.wait_exit(Duration::from_secs(60)).unwrap().code(),

@@ -159,6 +159,36 @@ impl Server {
         wait_until(timeout, || check(&get(self.addr, "/metrics").2))
     }
 
+    /// Polls `/metrics` until the frames run, events and batches stop changing (five
+    /// reads half a second apart agree) or `timeout` passes; returns the last text.
+    /// For a server whose sources have ended, this is when its last batches are done.
+    pub fn wait_settled(&self, timeout: Duration) -> String {
+        let progress = |text: &str| -> String {
+            text.lines()
+                .filter(|l| {
+                    l.starts_with("infer_frames_total")
+                        || l.starts_with("infer_events_total")
+                        || l.starts_with("scheduler_batch_size_count")
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let end = Instant::now() + timeout;
+        let mut text = get(self.addr, "/metrics").2;
+        let mut same = 0;
+        while same < 4 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(500));
+            let next = get(self.addr, "/metrics").2;
+            same = if progress(&next) == progress(&text) {
+                same + 1
+            } else {
+                0
+            };
+            text = next;
+        }
+        text
+    }
+
     /// Whether any collected log line has this message.
     pub fn logged(&self, message: &str) -> bool {
         self.log.iter().any(|l| l["message"] == message)
