@@ -20,8 +20,13 @@ fn h265_clip(h264: &Path) -> Option<PathBuf> {
     let dir = repo().join("target/fake-rtsp");
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("person-motorcycle-720p-h265.mkv");
+    // One test thread encodes it while the others wait for it.
+    static ENCODING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _encoding = ENCODING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if !out.exists() {
-        let tmp = dir.join("tmp-h265.mkv");
+        let tmp = dir.join(format!("tmp-h265-{}.mkv", std::process::id()));
         let ok = Command::new("ffmpeg")
             .args(["-loglevel", "error", "-y", "-i"])
             .arg(h264)

@@ -223,7 +223,13 @@ fn cached(
         None => nvrtc.insert(Nvrtc::load()?),
     };
     let bytes = compile(compiler)?;
-    let tmp = path.with_extension("tmp");
+    // A name of this process's and thread's own: servers or test threads compiling the
+    // same kernels at once must not write into one file while another renames it.
+    let tmp = path.with_extension(format!(
+        "tmp{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     let written = path
         .parent()
         .map_or(Ok(()), std::fs::create_dir_all)

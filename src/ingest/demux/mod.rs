@@ -306,6 +306,13 @@ pub(crate) mod testdata {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/demux-fixtures");
         std::fs::create_dir_all(&dir).ok()?;
         let path = dir.join(name);
+        // Tests run on parallel threads, and several want the same clip: one makes it
+        // while the others wait (two ffmpegs writing one temporary file gave a reader
+        // half a clip).
+        static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _making = MAKING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !path.exists() && !make(&path, args) {
             // Loud, as the integration tests' skips: scripts/test.sh lists these.
             let line = format!("SKIPPED demux tests: ffmpeg could not make {name}\n");
@@ -325,8 +332,10 @@ pub(crate) mod testdata {
     }
 
     fn make(path: &Path, args: &[&str]) -> bool {
+        // Unique to this process, so test binaries running at once never share it.
         let tmp = path.with_extension(format!(
-            "tmp.{}",
+            "tmp{}.{}",
+            std::process::id(),
             path.extension().and_then(|e| e.to_str()).unwrap_or("bin")
         ));
         let status = Command::new("ffmpeg")
