@@ -205,16 +205,14 @@ fn every_metric_the_alerts_and_dashboard_use_is_exported() {
 
     let dir = temp_dir("deploy-metrics");
     let mut server = Server::start(&["--config", &config(&dir, &model)], &dir);
-    let mut exported = String::new();
-    for _ in 0..150 {
-        exported = get(server.addr, "/metrics").2;
-        if exported.contains("scheduler_queue_delay_ms_bucket")
-            && exported.contains("infer_latency_ms_bucket")
-        {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // Histograms appear with their first sample (a batch run, a frame's latency): wait
+    // until every family used is there, or until a generous bound on a slow machine.
+    let exported_all = |text: &str| {
+        used.iter()
+            .all(|name| text.contains(&format!("# TYPE {} ", family(name, text))))
+    };
+    server.wait_metrics(Duration::from_secs(120), exported_all);
+    let exported = get(server.addr, "/metrics").2;
     for name in &used {
         let base = family(name, &exported);
         assert!(

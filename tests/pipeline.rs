@@ -351,16 +351,11 @@ fn a_synthetic_camera_runs_through_the_pipeline_without_decoding() {
     server
         .wait_for_count("Frames flowing.", 1, Duration::from_secs(30))
         .expect("synthetic frames flow");
-    let mut frames = 0.0;
-    for _ in 0..100 {
-        let (_, _, metrics) = get(server.addr, "/metrics");
-        frames = metric(&metrics, "infer_frames_total{camera_id=\"synth\"}").unwrap_or(0.0);
-        if frames >= 3.0 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(frames >= 3.0, "synthetic frames were not run: {frames}");
+    let frames =
+        |metrics: &str| metric(metrics, "infer_frames_total{camera_id=\"synth\"}").unwrap_or(0.0);
+    let ran = server.wait_metrics(Duration::from_secs(120), |m| frames(m) >= 3.0);
+    let (_, _, metrics) = get(server.addr, "/metrics");
+    assert!(ran, "synthetic frames were not run: {}", frames(&metrics));
     server.signal(libc::SIGTERM);
     assert_eq!(
         server.wait_exit(Duration::from_secs(30)).unwrap().code(),
