@@ -9,7 +9,7 @@
 //!
 //! Around the flow: [`config`] (schema, loading, pure validation), [`telemetry`]
 //! (metric vocabulary, Prometheus exporter, JSON logs), [`aws`] (settings shared by every
-//! AWS client), [`http`] (`/healthz`, `/readyz`,
+//! AWS client), [`backoff`] (the one retry schedule), [`http`] (`/healthz`, `/readyz`,
 //! `/metrics`), [`shutdown`] (signals) and [`pipeline`], where everything is wired,
 //! supervised and shut down in order.
 
@@ -37,6 +37,7 @@ pub mod detect;
 pub mod publish;
 
 pub mod aws;
+pub mod backoff;
 pub mod bench;
 pub mod cli;
 pub mod hash;

@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::Readiness;
+use crate::backoff::Backoff;
 use crate::config::{CameraConfig, SourceRef};
 use crate::decode::{DecodePlan, Decoder, Frame, FrameSelector};
 use crate::ingest::file::FileSource;
@@ -116,7 +117,7 @@ impl Ingest {
                         tracing::error!(attempts = failures, error = %message, "Camera failed; giving up on it. Other cameras go on.");
                         break;
                     }
-                    let delay = backoff(policy.base_delay, failures);
+                    let delay = policy.backoff.delay(failures);
                     tracing::warn!(attempt = failures, delay_ms = delay.as_millis() as u64, error = %message, "Stream failed; reconnecting.");
                     let stopped = self.runtime.block_on(async {
                         tokio::select! {
@@ -399,8 +400,8 @@ impl Blind {
 struct RetryPolicy {
     /// Connections tried before the camera is marked failed; unlimited when `None`.
     max_attempts: Option<u32>,
-    /// First backoff step.
-    base_delay: Duration,
+    /// Pauses between attempts: from the source's retry delay, doubling to a minute.
+    backoff: Backoff,
     /// No access unit for this long is a failure (live sources only).
     stall: Option<Duration>,
 }
@@ -410,38 +411,26 @@ impl RetryPolicy {
         match source {
             Some(SourceRef::Kvs(k)) => Self {
                 max_attempts: k.max_retries.map(|r| r + 1),
-                base_delay: Duration::from_secs_f64(k.retry_delay_sec),
+                backoff: Backoff::new(Duration::from_secs_f64(k.retry_delay_sec), MAX_BACKOFF),
                 stall: Some(Duration::from_secs_f64(k.stall_timeout_sec)),
             },
             Some(SourceRef::Rtsp(r)) => Self {
                 max_attempts: r.max_retries.map(|r| r + 1),
-                base_delay: Duration::from_secs_f64(r.retry_delay_sec),
+                backoff: Backoff::new(Duration::from_secs_f64(r.retry_delay_sec), MAX_BACKOFF),
                 stall: Some(Duration::from_secs_f64(r.stall_timeout_sec)),
             },
             Some(SourceRef::File(_)) => Self {
                 max_attempts: Some(FILE_MAX_ATTEMPTS),
-                base_delay: Duration::from_secs(1),
+                backoff: Backoff::new(Duration::from_secs(1), MAX_BACKOFF),
                 stall: None,
             },
             _ => Self {
                 max_attempts: None,
-                base_delay: Duration::from_secs(1),
+                backoff: Backoff::new(Duration::from_secs(1), MAX_BACKOFF),
                 stall: None,
             },
         }
     }
-}
-
-/// Exponential backoff with ±20% jitter, capped.
-fn backoff(base: Duration, failures: u32) -> Duration {
-    let exp = base.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-    let capped = exp.min(MAX_BACKOFF);
-    // Jitter from the clock's low bits: enough to spread reconnect storms.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let factor = 0.8 + f64::from(nanos % 1000) / 1000.0 * 0.4;
-    capped.mul_f64(factor)
 }
 
 #[cfg(test)]
@@ -466,17 +455,5 @@ mod tests {
         assert!(slow.check(false, t0).is_ok());
         assert!(slow.check(false, t0 + s(100)).is_ok());
         assert!(slow.check(false, t0 + s(121)).is_err());
-    }
-
-    #[test]
-    fn backoff_doubles_with_jitter_and_is_capped() {
-        let base = Duration::from_secs(1);
-        for (failures, nominal) in [(1, 1.0), (2, 2.0), (3, 4.0), (10, 60.0)] {
-            let d = backoff(base, failures).as_secs_f64();
-            assert!(
-                d >= nominal * 0.8 - 1e-9 && d <= nominal * 1.2 + 1e-9,
-                "{failures}: {d}"
-            );
-        }
     }
 }

@@ -13,16 +13,15 @@ use super::kinesis::KinesisSink;
 use super::queue::{BatchingPublisher, Sink};
 use super::s3::S3Sink;
 use super::Publisher;
+use crate::backoff::Backoff;
 use crate::config::PublishersConfig;
 use crate::telemetry::Metrics;
 
-/// The pause before quick retry `n` (1-based): `base_ms · 2^(n-1)`, ±20% jitter.
+/// The pause before quick retry `n` (1-based): `base_ms · 2^(n-1)` (at most 1024 times
+/// `base_ms`), ±20% jitter.
 pub fn quick_backoff(base_ms: u64, n: u32) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    Duration::from_millis(base_ms.saturating_mul(1 << n.saturating_sub(1).min(10)))
-        .mul_f64(0.8 + f64::from(nanos % 1000) / 1000.0 * 0.4)
+    let base = Duration::from_millis(base_ms);
+    Backoff::new(base, base.saturating_mul(1024)).delay(n)
 }
 
 /// Checks a sink's resource in the background and starts its queue.

@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::{PublishError, Published, Publisher, PublisherReport};
+use crate::backoff::Backoff;
 use crate::telemetry::SinkMetrics;
 use crate::BoxFuture;
 
@@ -190,15 +191,8 @@ impl Publisher for BatchingPublisher {
     }
 }
 
-/// Capped exponential backoff with ±20% jitter.
-fn backoff(failures: u32) -> Duration {
-    let exp = FIRST_BACKOFF.saturating_mul(1u32 << failures.saturating_sub(1).min(10));
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    exp.min(MAX_BACKOFF)
-        .mul_f64(0.8 + f64::from(nanos % 1000) / 1000.0 * 0.4)
-}
+/// How a failing batch is retried: from [`FIRST_BACKOFF`] doubling to [`MAX_BACKOFF`].
+const BACKOFF: Backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
 
 async fn run<S: Sink>(mut sink: S, shared: Arc<Shared>) {
     let mut failures = 0u32;
@@ -254,7 +248,7 @@ async fn run<S: Sink>(mut sink: S, shared: Arc<Shared>) {
                 q.items.push_front(item);
             }
         }
-        let pause = backoff(failures);
+        let pause = BACKOFF.delay(failures);
         match deadline {
             Some(deadline) if Instant::now() + pause >= deadline => {
                 tokio::time::sleep_until(deadline.into()).await;
