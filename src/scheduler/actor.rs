@@ -348,7 +348,7 @@ impl Actor {
             }
             for Dropped { entry, reason } in dropped.drain(..) {
                 if let Some(camera) = self.cameras.get(entry.item.camera) {
-                    camera.dropped(reason.as_str(), 1);
+                    camera.dropped(reason, 1);
                 }
             }
             if !open && self.state.is_empty() && self.idle.len() == self.workers.len() {

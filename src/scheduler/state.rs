@@ -27,27 +27,9 @@ pub struct Limits {
     pub max_staleness: Duration,
 }
 
-/// Why an entry left the queue without being run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
-    /// A newer frame from the same camera took its place.
-    Replaced,
-    /// It waited past `max_staleness`.
-    Stale,
-    /// Its camera has gone away.
-    Cancelled,
-}
-
-impl DropReason {
-    /// The `reason` label of `frames_dropped_total`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DropReason::Replaced => "replaced",
-            DropReason::Stale => "stale",
-            DropReason::Cancelled => "cancelled",
-        }
-    }
-}
+/// Why an entry left the queue without being run (the scheduler's reasons are
+/// `Replaced`, `Stale` and `Cancelled`).
+pub use crate::telemetry::names::DropReason;
 
 /// A queued frame.
 #[derive(Debug, Clone, PartialEq)]

@@ -17,7 +17,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::actor::{InferResult, Input, Job, Output, Task};
-use super::state::Entry;
+use super::state::{DropReason, Entry};
 use crate::decode::Frame;
 use crate::engine::{BatchInput, BatchOutput, Engine, KeptOutput};
 use crate::gpu::candidates::{CandidateStage, GpuCandidates};
@@ -242,7 +242,7 @@ impl Worker {
                 tracing::error!(error = %e, batch = n, "Batch failed; its frames are dropped.");
                 for job in &jobs {
                     if let Some(camera) = self.cameras.get(job.camera) {
-                        camera.dropped("engine_error", 1);
+                        camera.dropped(DropReason::EngineError, 1);
                     }
                 }
                 // Dropping the jobs sends their drop notices.

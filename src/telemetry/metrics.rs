@@ -177,12 +177,12 @@ impl Metrics {
         for event_type in event_types {
             self.events.add(0, &event_attrs(camera_id, event_type));
         }
-        for reason in DROP_REASONS {
+        for reason in DropReason::ALL {
             self.frames_dropped.add(
                 0,
                 &[
                     KeyValue::new(LABEL_CAMERA_ID, camera_id.to_owned()),
-                    KeyValue::new(LABEL_REASON, reason),
+                    KeyValue::new(LABEL_REASON, reason.as_str()),
                 ],
             );
         }
@@ -255,12 +255,12 @@ impl CameraMetrics {
     }
 
     /// Counts `n` frames dropped before inference for `reason`.
-    pub fn dropped(&self, reason: &'static str, n: u64) {
+    pub fn dropped(&self, reason: DropReason, n: u64) {
         self.metrics.frames_dropped.add(
             n,
             &[
                 KeyValue::new(LABEL_CAMERA_ID, self.camera_id.clone()),
-                KeyValue::new(LABEL_REASON, reason),
+                KeyValue::new(LABEL_REASON, reason.as_str()),
             ],
         );
     }

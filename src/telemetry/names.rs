@@ -17,8 +17,39 @@ pub const WORKER_ALIVE: &str = "worker_alive";
 /// Counter: frames dropped before inference, per camera and reason
 /// (`replaced`, `stale`, `cancelled`, `engine_error`).
 pub const FRAMES_DROPPED_TOTAL: &str = "frames_dropped_total";
-/// Every `reason` of [`FRAMES_DROPPED_TOTAL`] (created at zero per camera).
-pub const DROP_REASONS: [&str; 4] = ["replaced", "stale", "cancelled", "engine_error"];
+/// Why a frame was dropped before inference: the `reason` of [`FRAMES_DROPPED_TOTAL`]
+/// (each created at zero per camera, from [`DropReason::ALL`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// A newer frame from the same camera took its place in the scheduler's queue.
+    Replaced,
+    /// It waited past `max_staleness_ms`.
+    Stale,
+    /// Its camera has gone away.
+    Cancelled,
+    /// The engine failed on its batch.
+    EngineError,
+}
+
+impl DropReason {
+    /// Every reason, in the order dashboards list them.
+    pub const ALL: [DropReason; 4] = [
+        DropReason::Replaced,
+        DropReason::Stale,
+        DropReason::Cancelled,
+        DropReason::EngineError,
+    ];
+
+    /// The `reason` label of [`FRAMES_DROPPED_TOTAL`].
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Replaced => "replaced",
+            DropReason::Stale => "stale",
+            DropReason::Cancelled => "cancelled",
+            DropReason::EngineError => "engine_error",
+        }
+    }
+}
 /// Counter: ingest failures per camera and reason (`stream`: the source failed and
 /// reconnects; `stall`: no frame within the stall timeout, reconnects; `segment`: an HLS
 /// segment could not be fetched and was skipped; `corrupt`: damaged container data was
