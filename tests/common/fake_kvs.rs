@@ -34,46 +34,12 @@ const WINDOW: usize = 3;
 
 #[path = "kvs_media.rs"]
 mod media;
-use media::{fragment_index, fragment_number};
+use media::{fragment_index, fragment_number, rfc3339};
 pub use media::{Media, Producer, BASE_EPOCH_MS, PIECE_MS};
 
-/// How a piece is damaged when served.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Damage {
-    /// Only its first half is sent.
-    Truncate,
-    /// Its middle third is overwritten with pseudo-random bytes.
-    Garbage,
-}
-
-/// The faults a test switches on.
-#[derive(Debug, Default)]
-pub struct Faults {
-    /// The next N media playlist requests answer 404.
-    pub playlist_404: u32,
-    /// Pieces (by index) served damaged, for HLS segments and GetMedia fragments alike.
-    pub damaged: HashMap<usize, Damage>,
-    /// Sessions refuse requests (403) this long after they were created.
-    pub session_ttl: Option<Duration>,
-}
-
-/// What the fake saw, for assertions.
-#[derive(Debug, Default, Clone)]
-pub struct Seen {
-    /// `GetDataEndpoint` API names asked for.
-    pub endpoints: Vec<String>,
-    /// `GetHLSStreamingSessionURL` requests: (playback mode, container).
-    pub sessions: Vec<(String, String)>,
-    /// `GetMedia` start selectors: (type, token or fragment number).
-    pub get_media: Vec<(String, Option<String>)>,
-    /// Playlists answered 404, and requests refused 403.
-    pub playlist_404s: u32,
-    pub refused_403s: u32,
-    /// Damaged pieces served.
-    pub damaged_served: u32,
-    /// Streams asked for that do not exist.
-    pub unknown_streams: u32,
-}
+#[path = "kvs_faults.rs"]
+mod faults;
+pub use faults::{Damage, Faults, Seen};
 
 struct Shared {
     media: Media,
@@ -602,33 +568,4 @@ fn query(uri: &Uri) -> HashMap<String, String> {
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
-}
-
-/// `ms` since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-fn rfc3339(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let rem = ms.rem_euclid(86_400_000);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000
-    )
-}
-
-#[test]
-fn rfc3339_formats_the_base_time() {
-    assert_eq!(rfc3339(BASE_EPOCH_MS), "2026-11-24T06:00:00.000Z");
-    assert_eq!(rfc3339(BASE_EPOCH_MS + 2_500), "2026-11-24T06:00:02.500Z");
 }

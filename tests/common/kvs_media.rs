@@ -312,3 +312,32 @@ fn a_producer_restart_starts_timecodes_again_and_a_gap_delays_everything_after_i
     };
     assert_eq!(r.timecode_ms(1), r.timecode_ms(2));
 }
+
+/// `ms` since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub(super) fn rfc3339(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let rem = ms.rem_euclid(86_400_000);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000
+    )
+}
+
+#[test]
+fn rfc3339_formats_the_base_time() {
+    assert_eq!(rfc3339(BASE_EPOCH_MS), "2026-11-24T06:00:00.000Z");
+    assert_eq!(rfc3339(BASE_EPOCH_MS + 2_500), "2026-11-24T06:00:02.500Z");
+}
