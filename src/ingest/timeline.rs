@@ -15,7 +15,7 @@
 //! A timecode that jumps backwards by more than [`REORDER_90K`], or forwards by more
 //! than [`MAX_GAP_90K`], starts a new segment of the timeline: the caller counts and
 //! logs the [`Jump`], and frames keep flowing. A connection that may repeat what the
-//! last one delivered (a KVS resume, a new HLS session) opens a replay gate: units
+//! last one delivered (a KVS resume, a new HLS session) is checked for replays: units
 //! already placed are recognised by their fragment number and timecode where the source
 //! has them, else by producer time, else by timecode, and skipped exactly.
 //!
@@ -80,14 +80,6 @@ pub enum Placement {
     },
 }
 
-/// What a reconnect remembers to recognise replays.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Gate {
-    newest_90k: Option<i64>,
-    last_raw_90k: Option<i64>,
-    piece: Option<u128>,
-}
-
 /// One camera's timeline, kept across its connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timeline {
@@ -104,8 +96,10 @@ pub struct Timeline {
     /// The fragment placed last and the timecodes placed in it, for exact replays.
     piece: Option<u128>,
     piece_raws: Vec<i64>,
-    /// Open after a reconnect that may replay, until a new unit passes.
-    gate: Option<Gate>,
+    /// After a reconnect that may replay, until a new unit passes: units are checked
+    /// against what was placed before it (nothing is placed while this holds, so the
+    /// fields above still describe that).
+    resuming: bool,
     /// Segments started by jumps so far.
     resets: u64,
 }
@@ -120,7 +114,7 @@ impl Default for Timeline {
             step_90k: DEFAULT_STEP_90K,
             piece: None,
             piece_raws: Vec::new(),
-            gate: None,
+            resuming: false,
             resets: 0,
         }
     }
@@ -140,14 +134,8 @@ impl Timeline {
     /// (a resume, a new HLS session's window), which is then skipped. Otherwise (a new
     /// RTSP session, a file's next loop) its first unit starts a new segment, uncounted.
     pub fn connected(&mut self, may_replay: bool) {
-        if may_replay {
-            self.gate = Some(Gate {
-                newest_90k: self.newest_90k,
-                last_raw_90k: self.last_raw_90k,
-                piece: self.piece,
-            });
-        } else {
-            self.gate = None;
+        self.resuming = may_replay;
+        if !may_replay {
             self.last_raw_90k = None;
         }
     }
@@ -164,13 +152,13 @@ impl Timeline {
 
     /// Places the unit at `stamp`: a replay to skip, or its pts on the timeline.
     pub fn place(&mut self, stamp: Stamp) -> Placement {
-        if let Some(gate) = &self.gate {
-            if self.is_replay(gate, &stamp) {
+        if self.resuming {
+            if self.is_replay(&stamp) {
                 return Placement::Replay;
             }
-            self.gate = None;
+            self.resuming = false;
         }
-        let jump = self.last_raw_90k.and_then(|last| {
+        let mut jump = self.last_raw_90k.and_then(|last| {
             let step = stamp.raw_90k.saturating_sub(last);
             (!(-REORDER_90K..=MAX_GAP_90K).contains(&step)).then_some(Jump {
                 from_raw_90k: last,
@@ -179,11 +167,10 @@ impl Timeline {
         });
         let segment_start = jump.is_some() || self.last_raw_90k.is_none();
         let after_newest = self.newest_90k.map(|n| n.saturating_add(self.step_90k));
-        let mut jump = jump;
         let pts_90k = match stamp.producer_90k {
             Some(producer) => {
                 let mut pts = producer.saturating_add(self.producer_shift_90k);
-                // The producer's clock went back (not a replay: the gate is shut):
+                // The producer's clock went back (not a replay, which was ruled out):
                 // carry on after the newest frame instead.
                 if let (Some(newest), Some(next)) = (self.newest_90k, after_newest) {
                     if pts < newest - REORDER_90K {
@@ -227,16 +214,16 @@ impl Timeline {
         Placement::Placed { pts_90k, jump }
     }
 
-    /// Whether `stamp` repeats what was placed before the gate opened.
-    fn is_replay(&self, gate: &Gate, stamp: &Stamp) -> bool {
-        if let (Some(piece), Some(last)) = (stamp.piece, gate.piece) {
+    /// Whether `stamp` repeats what was placed before the reconnect.
+    fn is_replay(&self, stamp: &Stamp) -> bool {
+        if let (Some(piece), Some(last)) = (stamp.piece, self.piece) {
             return piece < last || (piece == last && self.piece_raws.contains(&stamp.raw_90k));
         }
         let behind = |newest: i64, at: i64| at <= newest && newest - at < REPLAY_WINDOW_90K;
-        if let (Some(producer), Some(newest)) = (stamp.producer_90k, gate.newest_90k) {
+        if let (Some(producer), Some(newest)) = (stamp.producer_90k, self.newest_90k) {
             return behind(newest, producer.saturating_add(self.producer_shift_90k));
         }
-        gate.last_raw_90k
+        self.last_raw_90k
             .is_some_and(|last| behind(last, stamp.raw_90k))
     }
 }
