@@ -46,6 +46,7 @@ pub struct LocalPublisher {
     counts: Arc<Counts>,
     metrics: SinkMetrics,
     events_path: PathBuf,
+    save_snapshots: bool,
 }
 
 impl LocalPublisher {
@@ -64,10 +65,7 @@ impl LocalPublisher {
             let counts = counts.clone();
             let metrics = metrics.clone();
             let dir = dir.to_owned();
-            tokio::task::spawn_blocking(move || {
-                let snapshots = save_snapshots.then_some(dir.as_path());
-                write_loop(rx, file, snapshots, &counts, &metrics);
-            })
+            tokio::task::spawn_blocking(move || write_loop(rx, file, &dir, &counts, &metrics))
         };
         Ok(Self {
             tx: Mutex::new(Some(tx)),
@@ -75,6 +73,7 @@ impl LocalPublisher {
             counts,
             metrics,
             events_path,
+            save_snapshots,
         })
     }
 
@@ -99,7 +98,7 @@ impl LocalPublisher {
 fn write_loop(
     mut rx: mpsc::Receiver<Published>,
     file: File,
-    snapshots: Option<&Path>,
+    dir: &Path,
     counts: &Counts,
     metrics: &SinkMetrics,
 ) {
@@ -112,10 +111,7 @@ fn write_loop(
         }
         let mut lines = Vec::with_capacity(batch.len() * 512);
         for item in &batch {
-            let event = match snapshots {
-                Some(dir) => with_snapshot(item, dir, counts, metrics),
-                None => (*item.event).clone(),
-            };
+            let event = with_snapshot(item, dir, counts, metrics);
             // Serializing our own struct cannot fail; a failure would be a bug worth a log.
             match serde_json::to_writer(&mut lines, &event) {
                 Ok(()) => lines.push(b'\n'),
@@ -203,7 +199,11 @@ impl Publisher for LocalPublisher {
         SINK
     }
 
-    fn publish(&self, item: Published) -> Result<(), PublishError> {
+    fn publish(&self, mut item: Published) -> Result<(), PublishError> {
+        // Without snapshots the frame is let go here, not held while the event queues.
+        if !self.save_snapshots {
+            item.frame = None;
+        }
         let guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         let Some(tx) = guard.as_ref() else {
             return Err(PublishError::Closed { sink: SINK });
